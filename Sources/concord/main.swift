@@ -1,0 +1,2 @@
+import ConcordTraining
+print("concord")
