@@ -31,8 +31,10 @@ let package = Package(
     .executableTarget(name: "concord", dependencies: ["ConcordTraining"]),
 
     .testTarget(name: "ConcordTensorsTests", dependencies: ["ConcordTensors"]),
-    .testTarget(name: "ConcordBalancingTests", dependencies: ["ConcordBalancing"]),
+    .testTarget(
+      name: "ConcordBalancingTests", dependencies: ["ConcordBalancing"], exclude: ["Golden"]),
     .testTarget(name: "ConcordDataTests", dependencies: ["ConcordData"]),
+    .testTarget(name: "ConcordDistributedTests", dependencies: ["ConcordDistributed"]),
     .testTarget(name: "ConcordModelTests", dependencies: ["ConcordModel"]),
     .testTarget(
       name: "ConcordTrainingTests", dependencies: ["ConcordTraining"]),

@@ -1,2 +1,115 @@
+// concord: a distributed data-parallel multi-task trainer.
+//
+//   concord train [FLAGS]                    one rank, on this machine
+//   mpirun -np 2 concord train [FLAGS]       two ranks
+//   concord train --help                     every flag
+//
+// Exit codes: 0 success, 1 a failure while running, 2 a bad command line.
+
+import ConcordDistributed
+import ConcordTensors
 import ConcordTraining
-print("concord")
+import Foundation
+
+/// Exit code of a failure while running.
+let failureExitCode: Int32 = 1
+/// Exit code of a bad command line.
+let usageExitCode: Int32 = 2
+
+func printError(_ message: String, rank: Int?) {
+  let prefix = rank.map { "concord: rank \($0): error: " } ?? "concord: error: "
+  FileHandle.standardError.write((prefix + message + "\n").data(using: .utf8)!)
+}
+
+let topUsage = """
+  usage: concord <command> [FLAGS]
+
+  commands:
+    train    train the shared encoder and task heads (concord train --help)
+  """
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+guard let command = arguments.first else {
+  FileHandle.standardError.write((topUsage + "\n").data(using: .utf8)!)
+  exit(usageExitCode)
+}
+arguments.removeFirst()
+
+switch command {
+case "--help", "-h", "help":
+  print(topUsage)
+  exit(0)
+case "train":
+  if arguments.contains("--help") || arguments.contains("-h") {
+    print(trainUsage())
+    exit(0)
+  }
+  exit(train(arguments: arguments))
+default:
+  printError(
+    "unknown command \(command): pass train (concord --help lists the commands)", rank: nil)
+  exit(usageExitCode)
+}
+
+/// Runs `concord train` on this rank and returns the exit code.
+func train(arguments: [String]) -> Int32 {
+  // Parse first, but report only once MPI is up, so that every rank exits alike and only
+  // rank 0 prints.
+  let parsed = Result { try parseTrainArguments(arguments) }
+
+  let communicator: MPICommunicator
+  do {
+    communicator = try MPICommunicator()
+  } catch {
+    printError("cannot start MPI: \(error)", rank: nil)
+    return failureExitCode
+  }
+
+  // A failure that all ranks saw alike: rank 0 (or the ranks that failed) print, every
+  // rank waits for the others and leaves with the same code.
+  func endTogether(_ message: String, shouldPrint: Bool, code: Int32) -> Int32 {
+    if shouldPrint { printError(message, rank: communicator.isRoot ? nil : communicator.rank) }
+    try? communicator.barrier()
+    try? communicator.finalize()
+    return code
+  }
+
+  let configuration: TrainingConfiguration
+  switch parsed {
+  case .success(let value):
+    configuration = value
+  case .failure(let error):
+    return endTogether("\(error)", shouldPrint: communicator.isRoot, code: usageExitCode)
+  }
+
+  BLAS.threadCount =
+    configuration.blasThreads > 0
+    ? configuration.blasThreads : defaultBLASThreads(ranks: communicator.size)
+
+  do {
+    let trainer = try collectively(communicator) {
+      try Trainer(configuration: configuration, communicator: communicator)
+    }
+    try collectively(communicator) { try trainer.resumeIfRequested() }
+    _ = try trainer.run()
+  } catch let failure as CollectiveFailure {
+    let code = failure.underlying is UsageError ? usageExitCode : failureExitCode
+    return endTogether("\(failure)", shouldPrint: failure.shouldPrint, code: code)
+  } catch let error as TrainingError where error.isCollective {
+    return endTogether("\(error)", shouldPrint: communicator.isRoot, code: failureExitCode)
+  } catch {
+    // A failure of this rank alone: the others may be waiting in a collective, so end the
+    // whole job.
+    printError("\(error)", rank: communicator.rank)
+    communicator.abort(exitCode: failureExitCode)
+  }
+  try? communicator.finalize()
+  return 0
+}
+
+/// OpenBLAS threads per rank when not set: the host's cores shared among the ranks on it.
+func defaultBLASThreads(ranks: Int) -> Int {
+  let environment = ProcessInfo.processInfo.environment
+  let local = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? ranks
+  return max(1, ProcessInfo.processInfo.activeProcessorCount / max(local, 1))
+}

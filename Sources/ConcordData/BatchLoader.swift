@@ -1,0 +1,90 @@
+import ConcordTensors
+
+/// Assembles one rank's batch of two augmented views per sample into preallocated matrices.
+///
+/// Each view of a sample is augmented with the stream keyed by the seed, the
+/// augmentation purpose, the step, the sample's position in the global batch
+/// and the view (0 or 1). The views therefore depend neither on the number of
+/// ranks nor on which rank loads the sample, and a run resumed at a step
+/// recreates them exactly. Row `i` of every output belongs to the sample at
+/// position `sampler.localBatchSize * rank + i` of the global batch.
+public final class BatchLoader {
+  /// The samples.
+  public let dataset: Dataset
+  /// The seed of the run, which keys every augmentation stream.
+  public let seed: UInt64
+  /// The first augmented view of each sample, `[localBatchSize, height * width]`.
+  public let view1: Matrix
+  /// The second augmented view of each sample, `[localBatchSize, height * width]`.
+  public let view2: Matrix
+  /// The class of each sample, `[localBatchSize]`.
+  public private(set) var labels: [Int32]
+  /// The augmentation-prediction labels of `view1`, `[localBatchSize, kinds]`, where `kinds`
+  /// is `AugmentationKind.allCases.count`.
+  public let augmentationLabels1: Matrix
+  /// The augmentation-prediction labels of `view2`, `[localBatchSize, kinds]`, where `kinds`
+  /// is `AugmentationKind.allCases.count`.
+  public let augmentationLabels2: Matrix
+  /// The sampler that picks this rank's samples.
+  public private(set) var sampler: ShardedSampler
+  private let augmenter: Augmenter
+  /// The counters of the augmentation stream: step, position in the global batch, view.
+  ///
+  /// Reusing one array keeps ``load(step:)`` free of allocations, which the
+  /// variadic `RandomStream` initialiser would make for every view.
+  private var streamCounters: [UInt64] = [0, 0, 0]
+
+  /// The number of samples per step on this rank.
+  public var localBatchSize: Int { sampler.localBatchSize }
+
+  /// Creates a loader for `dataset` with outputs sized for one local batch.
+  ///
+  /// - Parameters:
+  ///   - dataset: The samples; its count must equal `sampler.datasetCount`.
+  ///   - sampler: This rank's sampler.
+  ///   - seed: The run's seed, keying the augmentation streams.
+  public init(dataset: Dataset, sampler: ShardedSampler, seed: UInt64) {
+    precondition(
+      dataset.count == sampler.datasetCount,
+      "dataset contains \(dataset.count) samples but the sampler expects \(sampler.datasetCount)")
+    self.dataset = dataset
+    self.sampler = sampler
+    self.seed = seed
+    let rows = sampler.localBatchSize
+    let kindCount = AugmentationKind.allCases.count
+    view1 = Matrix(rows: rows, columns: dataset.pixelCount)
+    view2 = Matrix(rows: rows, columns: dataset.pixelCount)
+    labels = [Int32](repeating: 0, count: rows)
+    augmentationLabels1 = Matrix(rows: rows, columns: kindCount)
+    augmentationLabels2 = Matrix(rows: rows, columns: kindCount)
+    augmenter = Augmenter(height: dataset.height, width: dataset.width)
+  }
+
+  /// Fills the views and labels with this rank's samples for global step `step`.
+  ///
+  /// - Returns: The epoch, the step within it and the samples loaded.
+  @discardableResult
+  public func load(step: Int) -> ShardedSampler.Batch {
+    let batch = sampler.batch(step: step)
+    for (row, index) in batch.indices.enumerated() {
+      let position = UInt64(batch.positionsInGlobalBatch.lowerBound + row)
+      let image = dataset.image(index)
+      labels[row] = dataset.labels[index]
+
+      streamCounters[0] = UInt64(step)
+      streamCounters[1] = position
+      streamCounters[2] = 0
+      var stream1 = RandomStream(seed: seed, purpose: .augmentation, counterList: streamCounters)
+      augmenter.augment(
+        image, into: view1.row(row).baseAddress!,
+        labels: augmentationLabels1.row(row).baseAddress!, stream: &stream1)
+
+      streamCounters[2] = 1
+      var stream2 = RandomStream(seed: seed, purpose: .augmentation, counterList: streamCounters)
+      augmenter.augment(
+        image, into: view2.row(row).baseAddress!,
+        labels: augmentationLabels2.row(row).baseAddress!, stream: &stream2)
+    }
+    return batch
+  }
+}

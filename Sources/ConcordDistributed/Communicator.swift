@@ -1,0 +1,83 @@
+import ConcordTensors
+
+/// The group of processes (ranks) that train together, and the collective operations on it.
+///
+/// Every operation here is a collective: all ranks of the group must call it, in the same
+/// order relative to the other collectives, with matching arguments (the same `count`, the
+/// same `root`), and it blocks until the local rank's part is complete. A rank that skips a
+/// collective or calls another one leaves the others waiting forever, so a rank that fails
+/// between collectives should agree on the failure with the others through
+/// ``allreduceMax(_:)`` or end the job with ``abort(exitCode:)``.
+///
+/// Implementations are not safe for concurrent use: calls must come from one thread at a time.
+public protocol Communicator: AnyObject {
+  /// The index of this process in the group, in `0..<size`.
+  var rank: Int { get }
+
+  /// The number of processes in the group.
+  var size: Int { get }
+
+  /// Whether this process is rank 0, the one that logs and writes files.
+  var isRoot: Bool { get }
+
+  /// Replaces `buffer[0..<count]` on every rank with the element-wise sum over all ranks.
+  ///
+  /// All ranks call it with the same `count`. It blocks until the sum has arrived.
+  ///
+  /// - Throws: ``MPIError`` when the communication fails.
+  func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
+
+  /// Replaces `values` on every rank with the element-wise sum over all ranks.
+  ///
+  /// All ranks call it with arrays of the same length. It blocks until the sum has arrived.
+  ///
+  /// - Throws: ``MPIError`` when the communication fails.
+  func allreduceSum(_ values: inout [Double]) throws
+
+  /// Returns the maximum of `value` over all ranks, the same on every rank.
+  ///
+  /// All ranks call it, and it blocks until every rank has contributed. With `value` set to 1 on
+  /// failure and 0 otherwise, all ranks learn whether any of them failed.
+  ///
+  /// - Throws: ``MPIError`` when the communication fails.
+  func allreduceMax(_ value: Int) throws -> Int
+
+  /// Replaces `bytes` on every rank with the bytes of rank `root`, resizing as needed.
+  ///
+  /// All ranks call it with the same `root`, and the other ranks' arrays may have any length.
+  /// It blocks until the bytes have arrived, and on `root` until they are sent.
+  ///
+  /// - Throws: ``MPIError`` when the communication fails.
+  func broadcast(_ bytes: inout [UInt8], root: Int) throws
+
+  /// Returns the `value` of every rank, indexed by rank.
+  ///
+  /// All ranks call it, and it blocks until every rank has contributed.
+  ///
+  /// - Throws: ``MPIError`` when the communication fails.
+  func allgather(_ value: Int64) throws -> [Int64]
+
+  /// Returns once every rank has called it.
+  ///
+  /// - Throws: ``MPIError`` when the communication fails.
+  func barrier() throws
+
+  /// Ends every process of the job with `exitCode`, without waiting for the other ranks.
+  ///
+  /// Any single rank may call it: use it after reporting a fatal error that the other ranks
+  /// may not have seen, because a rank that just exits can leave them blocked in a collective.
+  func abort(exitCode: Int32) -> Never
+}
+
+extension Communicator {
+  public var isRoot: Bool { rank == 0 }
+
+  /// Replaces the elements of `buffer` on every rank with their sum over all ranks.
+  ///
+  /// All ranks call it with buffers of the same count. It blocks until the sum has arrived.
+  ///
+  /// - Throws: ``MPIError`` when the communication fails.
+  public func allreduceSum(_ buffer: FloatBuffer) throws {
+    try allreduceSum(buffer.baseAddress, count: buffer.count)
+  }
+}

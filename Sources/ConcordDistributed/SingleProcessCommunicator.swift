@@ -1,0 +1,37 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// A group of one process, for training and tests without MPI.
+///
+/// With one rank every collective is the identity: sums and maxima return the local values,
+/// and a broadcast from rank 0 leaves the bytes as they are.
+public final class SingleProcessCommunicator: Communicator, Sendable {
+  public let rank = 0
+  public let size = 1
+
+  /// Creates the group of this process alone.
+  public init() {}
+
+  public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+    precondition(count >= 0, "allreduceSum count must be non-negative, got \(count)")
+  }
+
+  public func allreduceSum(_ values: inout [Double]) throws {}
+
+  public func allreduceMax(_ value: Int) throws -> Int { value }
+
+  public func broadcast(_ bytes: inout [UInt8], root: Int) throws {
+    precondition(root == 0, "broadcast root \(root) is not a rank of a group of size 1")
+  }
+
+  public func allgather(_ value: Int64) throws -> [Int64] { [value] }
+
+  public func barrier() throws {}
+
+  public func abort(exitCode: Int32) -> Never {
+    exit(exitCode)
+  }
+}

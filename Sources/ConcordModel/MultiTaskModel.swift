@@ -1,0 +1,326 @@
+import ConcordTensors
+
+/// The shape of the network: encoder widths, head sizes and the tasks trained.
+public struct ModelConfiguration: Sendable, Equatable, Codable {
+  /// The number of input features (pixels).
+  public var inputSize: Int
+  /// The widths of the encoder layers; the last is the feature (representation) size.
+  public var hiddenSizes: [Int]
+  /// The number of classes of the supervised task.
+  public var classCount: Int
+  /// The number of augmentation kinds that the augmentation prediction task detects.
+  public var augmentationCount: Int
+  /// The tasks, in the order of their gradients in every per-task buffer.
+  public var tasks: [TaskKind]
+  /// The hidden width of the SimCLR and BYOL projectors and of the BYOL predictor.
+  public var projectorHiddenSize: Int
+  /// The output size of the projectors and of the predictor.
+  public var projectionSize: Int
+  /// The NT-Xent temperature of the SimCLR task.
+  public var temperature: Float
+
+  /// Creates a configuration; the defaults are the 784-512-256 encoder and 256-256-128 heads.
+  public init(
+    inputSize: Int = 784, hiddenSizes: [Int] = [512, 256], classCount: Int = 10,
+    augmentationCount: Int = 6, tasks: [TaskKind] = TaskKind.allCases,
+    projectorHiddenSize: Int = 256, projectionSize: Int = 128, temperature: Float = 0.5
+  ) {
+    self.inputSize = inputSize
+    self.hiddenSizes = hiddenSizes
+    self.classCount = classCount
+    self.augmentationCount = augmentationCount
+    self.tasks = tasks
+    self.projectorHiddenSize = projectorHiddenSize
+    self.projectionSize = projectionSize
+    self.temperature = temperature
+  }
+
+  /// The size of the representation, the encoder's last width.
+  public var featureSize: Int { hiddenSizes.last ?? inputSize }
+}
+
+/// The network of all tasks and the buffers that one training step works in.
+///
+/// Three flat buffers hold the state of a step:
+/// - ``parameters``: every trainable parameter, the encoder first, then each task's head.
+/// - ``reduceBuffer``: what the ranks allreduce, once per step: each task's gradient on
+///   the encoder (see ``SharedEncoder``), then each head's gradient, then the T losses.
+/// - ``update``: the gradient that the optimizer applies, laid out like ``parameters``:
+///   the balanced direction on the encoder and each head's gradient times its task weight.
+public final class MultiTaskModel {
+  /// The shape of the network.
+  public let configuration: ModelConfiguration
+  /// The names and places of the tensors in ``parameters``.
+  public let layout: ParameterLayout
+  /// All trainable parameters.
+  public let parameters: FloatBuffer
+  /// The number of encoder parameters, which come first in ``parameters``.
+  public let encoderParameterCount: Int
+  /// The per-task encoder gradients, head gradients and losses, reduced across ranks.
+  public let reduceBuffer: FloatBuffer
+  /// The offset of the losses in ``reduceBuffer``.
+  public let lossOffset: Int
+  /// The gradient handed to the optimizer, laid out like ``parameters``.
+  public let update: FloatBuffer
+  /// The shared encoder.
+  public let encoder: SharedEncoder
+  /// One head per task, in the order of ``ModelConfiguration/tasks``.
+  public let heads: [TaskHead]
+  /// The BYOL target network (a copy of the encoder and the BYOL projector), when BYOL is
+  /// trained; ``targetLayout`` names its tensors.
+  public let target: FloatBuffer?
+  /// The names and places of the tensors in ``target``.
+  public let targetLayout: ParameterLayout
+  /// For each task, the range of its head in ``parameters``.
+  public let headRanges: [Range<Int>]
+  /// The largest number of rows (two views per image) a batch may have.
+  public let capacity: Int
+  private let ones: FloatBuffer
+  private let gramScratch: Matrix
+  private let byolProjectorRange: Range<Int>?
+
+  /// Creates the model with freshly initialised parameters.
+  ///
+  /// - Parameters:
+  ///   - configuration: the shape.
+  ///   - capacity: the largest batch in rows: twice the local batch of images.
+  ///   - seed: the run's seed; every rank that passes the same seed gets the same parameters.
+  public init(configuration: ModelConfiguration, capacity: Int, seed: UInt64) {
+    precondition(!configuration.tasks.isEmpty, "a model needs at least one task")
+    self.configuration = configuration
+    self.capacity = capacity
+    let taskCount = configuration.tasks.count
+    let widths = [configuration.inputSize] + configuration.hiddenSizes
+
+    // Lay out every tensor: the encoder, then each task's head in task order.
+    var layout = ParameterLayout()
+    for i in 0..<(widths.count - 1) {
+      Self.appendLinear(&layout, "encoder.\(i)", widths[i], widths[i + 1])
+    }
+    encoderParameterCount = layout.count
+    var ranges: [Range<Int>] = []
+    for task in configuration.tasks {
+      let start = layout.count
+      Self.appendHead(&layout, task: task, configuration: configuration)
+      ranges.append(start..<layout.count)
+    }
+    self.layout = layout
+    headRanges = ranges
+
+    parameters = FloatBuffer(count: layout.count)
+    update = FloatBuffer(count: layout.count)
+    let encoderGradientCount = SharedEncoder.gradientCount(widths: widths, taskCount: taskCount)
+    let headGradientOffset = encoderGradientCount - encoderParameterCount
+    lossOffset = encoderGradientCount + (layout.count - encoderParameterCount)
+    reduceBuffer = FloatBuffer(count: lossOffset + taskCount)
+    ones = FloatBuffer(count: capacity)
+    ones.fill(1)
+    gramScratch = Matrix(rows: taskCount, columns: taskCount)
+
+    // Views: parameters from `parameters`, head gradients from `reduceBuffer`.
+    let parameterBuffer = parameters
+    let reduce = reduceBuffer
+    func linear(_ prefix: String) -> Linear {
+      let weight = layout.slot(named: prefix + ".weight")!
+      let bias = layout.slot(named: prefix + ".bias")!
+      return Linear(
+        weight: parameterBuffer.matrix(
+          rows: weight.shape[0], columns: weight.shape[1], offset: weight.offset),
+        bias: parameterBuffer.matrix(rows: 1, columns: bias.shape[0], offset: bias.offset))
+    }
+    func trainable(_ prefix: String) -> TrainableLinear {
+      let weight = layout.slot(named: prefix + ".weight")!
+      let bias = layout.slot(named: prefix + ".bias")!
+      return TrainableLinear(
+        layer: linear(prefix),
+        weightGradient: reduce.matrix(
+          rows: weight.shape[0], columns: weight.shape[1],
+          offset: headGradientOffset + weight.offset),
+        biasGradient: reduce.matrix(
+          rows: 1, columns: bias.shape[0], offset: headGradientOffset + bias.offset))
+    }
+
+    let encoderLayers = (0..<(widths.count - 1)).map { linear("encoder.\($0)") }
+    encoder = SharedEncoder(
+      layers: encoderLayers, taskCount: taskCount, capacity: capacity,
+      gradients: reduceBuffer.baseAddress, owner: reduceBuffer)
+
+    // The BYOL target copies the encoder and the BYOL projector.
+    var targetLayout = ParameterLayout()
+    var projectorRange: Range<Int>? = nil
+    if configuration.tasks.contains(.byol) {
+      for slot in layout.slots where slot.name.hasPrefix("encoder.") {
+        targetLayout.append("target." + slot.name, shape: slot.shape)
+      }
+      let projectorSlots = layout.slots.filter { $0.name.hasPrefix("byol.projector.") }
+      for slot in projectorSlots { targetLayout.append("target." + slot.name, shape: slot.shape) }
+      projectorRange =
+        projectorSlots.first!.offset..<(projectorSlots.last!.offset + projectorSlots.last!.count)
+      target = FloatBuffer(count: targetLayout.count)
+    } else {
+      target = nil
+    }
+    self.targetLayout = targetLayout
+    byolProjectorRange = projectorRange
+    let targetBuffer = target
+    func targetLinear(_ prefix: String) -> Linear {
+      let weight = targetLayout.slot(named: "target." + prefix + ".weight")!
+      let bias = targetLayout.slot(named: "target." + prefix + ".bias")!
+      return Linear(
+        weight: targetBuffer!.matrix(
+          rows: weight.shape[0], columns: weight.shape[1], offset: weight.offset),
+        bias: targetBuffer!.matrix(rows: 1, columns: bias.shape[0], offset: bias.offset))
+    }
+
+    var heads: [TaskHead] = []
+    for task in configuration.tasks {
+      switch task {
+      case .supervised:
+        heads.append(
+          SupervisedHead(
+            classifier: trainable("supervised.classifier"), capacity: capacity, ones: ones))
+      case .simclr:
+        heads.append(
+          SimCLRHead(
+            projector: [trainable("simclr.projector.0"), trainable("simclr.projector.1")],
+            temperature: configuration.temperature, capacity: capacity, ones: ones))
+      case .byol:
+        heads.append(
+          BYOLHead(
+            projector: [trainable("byol.projector.0"), trainable("byol.projector.1")],
+            predictor: [trainable("byol.predictor.0"), trainable("byol.predictor.1")],
+            targetEncoder: (0..<(widths.count - 1)).map { targetLinear("encoder.\($0)") },
+            targetProjector: [targetLinear("byol.projector.0"), targetLinear("byol.projector.1")],
+            capacity: capacity, ones: ones))
+      case .augpred:
+        heads.append(
+          AugmentationPredictionHead(
+            classifier: trainable("augpred.classifier"), capacity: capacity, ones: ones))
+      }
+    }
+    self.heads = heads
+
+    // Initialise every layer from its own stream, then copy the target.
+    for (index, slot) in layout.slots.enumerated() where slot.name.hasSuffix(".weight") {
+      var stream = RandomStream(
+        seed: seed, purpose: .initialisation, counters: UInt64(index))
+      linear(String(slot.name.dropLast(".weight".count))).initialise(stream: &stream)
+    }
+    copyOnlineToTarget()
+  }
+
+  private static func appendLinear(
+    _ layout: inout ParameterLayout, _ prefix: String, _ inputs: Int, _ outputs: Int
+  ) {
+    layout.append(prefix + ".weight", shape: [outputs, inputs])
+    layout.append(prefix + ".bias", shape: [outputs])
+  }
+
+  private static func appendHead(
+    _ layout: inout ParameterLayout, task: TaskKind, configuration c: ModelConfiguration
+  ) {
+    switch task {
+    case .supervised:
+      appendLinear(&layout, "supervised.classifier", c.featureSize, c.classCount)
+    case .simclr:
+      appendLinear(&layout, "simclr.projector.0", c.featureSize, c.projectorHiddenSize)
+      appendLinear(&layout, "simclr.projector.1", c.projectorHiddenSize, c.projectionSize)
+    case .byol:
+      appendLinear(&layout, "byol.projector.0", c.featureSize, c.projectorHiddenSize)
+      appendLinear(&layout, "byol.projector.1", c.projectorHiddenSize, c.projectionSize)
+      appendLinear(&layout, "byol.predictor.0", c.projectionSize, c.projectorHiddenSize)
+      appendLinear(&layout, "byol.predictor.1", c.projectorHiddenSize, c.projectionSize)
+    case .augpred:
+      appendLinear(&layout, "augpred.classifier", c.featureSize, c.augmentationCount)
+    }
+  }
+
+  /// The number of tasks.
+  public var taskCount: Int { configuration.tasks.count }
+
+  /// The losses of the last ``computeTaskGradients(batch:)``, or after the allreduce their
+  /// means over ranks: T values in ``reduceBuffer``.
+  public var losses: UnsafeMutableBufferPointer<Float> {
+    UnsafeMutableBufferPointer(start: reduceBuffer.baseAddress + lossOffset, count: taskCount)
+  }
+
+  /// Runs the encoder and every head on `batch` and fills ``reduceBuffer`` with each task's
+  /// loss and gradients on the local batch.
+  public func computeTaskGradients(batch: TaskBatch) {
+    let rows = batch.input.rows
+    precondition(rows == 2 * batch.pairCount && rows <= capacity, "batch of \(rows) rows")
+    let features = encoder.forward(batch.input)
+    for (t, head) in heads.enumerated() {
+      let loss = head.lossAndGradients(
+        features: features, batch: batch,
+        featuresGradient: encoder.featuresGradient(task: t, rows: rows))
+      reduceBuffer.baseAddress[lossOffset + t] = loss
+    }
+    encoder.backward(rows: rows, ones: ones.baseAddress)
+  }
+
+  /// Computes the Gram matrix of the per-task encoder gradients, `G[i][j] = g_i . g_j`
+  /// (T x T, row-major, accumulated in double precision over the layers), and each task's
+  /// squared gradient norm on the last encoder layer's weight.
+  ///
+  /// - Parameters:
+  ///   - gram: T * T values, overwritten.
+  ///   - lastLayerNormSquares: T values, overwritten.
+  public func taskGram(into gram: inout [Double], lastLayerNormSquares: inout [Double]) {
+    let t = taskCount
+    for i in 0..<(t * t) { gram[i] = 0 }
+    let blocks = encoder.gradientBlocks
+    for (index, block) in blocks.enumerated() {
+      BLAS.gemm(block, block, transposeB: true, into: gramScratch)
+      for i in 0..<t {
+        for j in 0..<t { gram[i * t + j] += Double(gramScratch[i, j]) }
+      }
+      if index == blocks.count - 2 {
+        for i in 0..<t { lastLayerNormSquares[i] = Double(gramScratch[i, i]) }
+      }
+    }
+  }
+
+  /// Fills ``update``: `sum_t coefficients[t] * g_t` on the encoder, and each head's
+  /// gradient times its task's weight.
+  ///
+  /// - Parameters:
+  ///   - coefficients: T values; pointer to a dense Float vector.
+  ///   - taskWeights: T values.
+  public func formUpdate(coefficients: UnsafePointer<Float>, taskWeights: UnsafePointer<Float>) {
+    var offset = 0
+    for block in encoder.gradientBlocks {
+      BLAS.gemv(block, transpose: true, coefficients, into: update.baseAddress + offset)
+      offset += block.columns
+    }
+    let headGradients =
+      reduceBuffer.baseAddress + (lossOffset - (layout.count - encoderParameterCount))
+    for (t, range) in headRanges.enumerated() {
+      let source = headGradients + (range.lowerBound - encoderParameterCount)
+      let destination = update.baseAddress + range.lowerBound
+      for i in 0..<range.count { destination[i] = taskWeights[t] * source[i] }
+    }
+  }
+
+  /// Moves the BYOL target toward the online network: `target = decay * target +
+  /// (1 - decay) * online`, on the encoder and the BYOL projector.
+  public func updateTarget(decay: Float) {
+    guard let target, let projectorRange = byolProjectorRange else { return }
+    let online = parameters.baseAddress
+    let encoderCount = encoderParameterCount
+    let t = target.baseAddress
+    for i in 0..<encoderCount { t[i] = decay * t[i] + (1 - decay) * online[i] }
+    let p = projectorRange
+    for i in 0..<p.count {
+      t[encoderCount + i] = decay * t[encoderCount + i] + (1 - decay) * online[p.lowerBound + i]
+    }
+  }
+
+  /// Sets the BYOL target to the online network's encoder and projector.
+  public func copyOnlineToTarget() {
+    guard let target, let projectorRange = byolProjectorRange else { return }
+    target.baseAddress.update(from: parameters.baseAddress, count: encoderParameterCount)
+    (target.baseAddress + encoderParameterCount).update(
+      from: parameters.baseAddress + projectorRange.lowerBound, count: projectorRange.count)
+  }
+}

@@ -1,0 +1,108 @@
+import ConcordTensors
+
+/// The encoder that all tasks share, with a backward pass that gives each task its own gradient.
+///
+/// PCGrad and GradNorm need one gradient per task on the shared parameters, so
+/// the backward pass runs once per task. Here the T tasks run it together: the
+/// gradients of the encoder output are stacked side by side, task t in columns
+/// `t * width ..< (t + 1) * width` of one `[n, T * width]` matrix. One GEMM per
+/// layer then gives the weight gradients of all tasks, laid out `[T * outputs, inputs]`,
+/// which is task after task, each a contiguous `[outputs, inputs]` block.
+///
+/// Per-task gradients live in a caller-provided region (the buffer that the
+/// ranks allreduce), layer by layer: the weight block `[T, outputs * inputs]`,
+/// then the bias block `[T, outputs]`.
+public final class SharedEncoder {
+  /// The network; a ReLU follows every layer.
+  public let network: MLP
+  /// The number of tasks whose gradients the backward pass computes.
+  public let taskCount: Int
+  /// The per-task gradient blocks, two per layer (weight, then bias), each `[T, size]`.
+  public let gradientBlocks: [Matrix]
+  private let wideDeltas: [Matrix]
+
+  /// The number of floats of per-task gradient storage for `widths` and `taskCount` tasks.
+  public static func gradientCount(widths: [Int], taskCount: Int) -> Int {
+    zip(widths, widths.dropFirst()).reduce(0) { $0 + taskCount * ($1.1 * $1.0 + $1.1) }
+  }
+
+  /// Creates the encoder over `layers`, for batches of up to `capacity` rows.
+  ///
+  /// - Parameters:
+  ///   - gradients: the start of ``gradientCount(widths:taskCount:)`` floats for the per-task
+  ///     gradients.
+  ///   - owner: the buffer that owns `gradients`.
+  public init(
+    layers: [Linear], taskCount: Int, capacity: Int, gradients: UnsafeMutablePointer<Float>,
+    owner: FloatBuffer
+  ) {
+    network = MLP(layers: layers, hasFinalReLU: true, capacity: capacity)
+    self.taskCount = taskCount
+    wideDeltas = layers.map { Matrix(rows: capacity, columns: taskCount * $0.outputSize) }
+    var blocks: [Matrix] = []
+    var offset = gradients
+    for layer in layers {
+      let weightCount = layer.outputSize * layer.inputSize
+      blocks.append(Matrix(owner: owner, base: offset, rows: taskCount, columns: weightCount))
+      offset += taskCount * weightCount
+      blocks.append(Matrix(owner: owner, base: offset, rows: taskCount, columns: layer.outputSize))
+      offset += taskCount * layer.outputSize
+    }
+    gradientBlocks = blocks
+  }
+
+  /// The number of output features.
+  public var outputSize: Int { network.outputSize }
+
+  /// Runs the encoder on `input` (`[n, inputSize]`) and returns the features `[n, outputSize]`.
+  @discardableResult
+  public func forward(_ input: Matrix) -> Matrix { network.forward(input) }
+
+  /// The place where task `task` writes the gradient of its loss with respect to the
+  /// features of the last forward pass: a `[rows, outputSize]` view with a row stride of
+  /// `taskCount * outputSize`.
+  public func featuresGradient(task: Int, rows: Int) -> Matrix {
+    let width = outputSize
+    return wideDeltas[wideDeltas.count - 1].rows(0..<rows).columns(
+      task * width..<(task + 1) * width)
+  }
+
+  /// Computes every task's gradient on every encoder parameter from the features gradients.
+  ///
+  /// - Parameters:
+  ///   - rows: the batch size of the last forward pass.
+  ///   - ones: at least `rows` ones.
+  public func backward(rows: Int, ones: UnsafePointer<Float>) {
+    let layers = network.layers
+    for i in stride(from: layers.count - 1, through: 0, by: -1) {
+      let layer = layers[i]
+      let delta = wideDeltas[i].rows(0..<rows)
+      ReLU.backward(output: network.activations[i], gradient: delta)
+      let input = i == 0 ? networkInput(rows: rows) : network.activations[i - 1]
+
+      // All tasks' weight gradients at once: [T * outputs, n] x [n, inputs].
+      let weightBlock = gradientBlocks[2 * i]
+      let weights = Matrix(
+        owner: weightBlock.owner, base: weightBlock.base, rows: taskCount * layer.outputSize,
+        columns: layer.inputSize)
+      BLAS.gemm(delta, transposeA: true, input, into: weights)
+      BLAS.gemv(delta, transpose: true, ones, into: gradientBlocks[2 * i + 1].base)
+
+      guard i > 0 else { break }
+      let below = wideDeltas[i - 1].rows(0..<rows)
+      for t in 0..<taskCount {
+        BLAS.gemm(
+          delta.columns(t * layer.outputSize..<(t + 1) * layer.outputSize), layer.weight,
+          into: below.columns(t * layer.inputSize..<(t + 1) * layer.inputSize))
+      }
+    }
+  }
+
+  private func networkInput(rows: Int) -> Matrix {
+    guard let input = network.lastInputForBackward else {
+      preconditionFailure("backward before forward")
+    }
+    precondition(input.rows == rows, "backward for \(rows) rows after a forward of \(input.rows)")
+    return input
+  }
+}

@@ -1,0 +1,42 @@
+import ConcordDistributed
+
+/// A failure that every rank has agreed on, so that every rank can exit alike.
+///
+/// Only one rank prints it: rank 0 when it failed itself, otherwise each rank that failed.
+public struct CollectiveFailure: Error, CustomStringConvertible {
+  /// The failure of this rank, or nil when only other ranks failed.
+  public let underlying: Error?
+  /// Whether this rank should print the failure.
+  public let shouldPrint: Bool
+
+  public var description: String {
+    underlying.map { "\($0)" } ?? "another rank failed"
+  }
+}
+
+/// Runs `body` on every rank and, if it throws on any rank, throws ``CollectiveFailure``
+/// on every rank.
+///
+/// Every rank must call it at the same point, as any collective; it blocks until all have.
+/// Use it around work that may fail on some ranks and not others (reading files, creating
+/// folders), before the next collective, which would otherwise wait forever for a rank
+/// that has given up.
+public func collectively<T>(_ communicator: Communicator, _ body: () throws -> T) throws -> T {
+  let result: Result<T, Error>
+  do {
+    result = .success(try body())
+  } catch {
+    result = .failure(error)
+  }
+  var failed: Int
+  if case .failure = result { failed = 1 } else { failed = 0 }
+  // Bit 0: some rank failed. Bit 1: rank 0 failed.
+  let flags = try communicator.allreduceMax(failed | (communicator.isRoot ? failed << 1 : 0))
+  guard flags != 0 else { return try result.get() }
+  switch result {
+  case .failure(let error):
+    throw CollectiveFailure(underlying: error, shouldPrint: communicator.isRoot || flags & 2 == 0)
+  case .success:
+    throw CollectiveFailure(underlying: nil, shouldPrint: false)
+  }
+}

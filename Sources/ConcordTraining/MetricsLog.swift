@@ -1,0 +1,57 @@
+import Foundation
+
+/// Rank 0's output: the progress lines on the console and `metrics.jsonl` in the run folder.
+///
+/// On every other rank it prints and writes nothing, so callers need not check the rank.
+final class MetricsLog {
+  private let isRoot: Bool
+  private let handle: FileHandle?
+
+  init(isRoot: Bool, path: String?) throws {
+    self.isRoot = isRoot
+    guard isRoot, let path else {
+      handle = nil
+      return
+    }
+    if !FileManager.default.fileExists(atPath: path) {
+      guard FileManager.default.createFile(atPath: path, contents: nil) else {
+        throw TrainingError(
+          "cannot create \(path): check that the run folder is writable or pass another --out")
+      }
+    }
+    guard let handle = FileHandle(forWritingAtPath: path) else {
+      throw TrainingError("cannot open \(path) for writing: pass another --out")
+    }
+    handle.seekToEndOfFile()
+    self.handle = handle
+  }
+
+  /// Prints a line on rank 0's standard output.
+  func print(_ line: String) {
+    guard isRoot else { return }
+    FileHandle.standardOutput.write((line + "\n").data(using: .utf8)!)
+  }
+
+  /// Appends one JSON object to `metrics.jsonl`.
+  func record(_ line: JSONLine) {
+    handle?.write((line.text + "\n").data(using: .utf8)!)
+  }
+
+  deinit {
+    try? handle?.close()
+  }
+}
+
+/// Prints a warning on standard error, prefixed with the rank.
+func warn(rank: Int, _ message: String) {
+  FileHandle.standardError.write("concord: rank \(rank): warning: \(message)\n".data(using: .utf8)!)
+}
+
+/// Formats a duration in seconds as `1h02m`, `3m05s` or `12s`.
+func formatDuration(_ seconds: Double) -> String {
+  guard seconds.isFinite && seconds >= 0 else { return "?" }
+  let total = Int(seconds.rounded())
+  if total >= 3600 { return String(format: "%dh%02dm", total / 3600, (total % 3600) / 60) }
+  if total >= 60 { return String(format: "%dm%02ds", total / 60, total % 60) }
+  return "\(total)s"
+}

@@ -1,0 +1,456 @@
+import ConcordBalancing
+import ConcordData
+import ConcordDistributed
+import ConcordModel
+import ConcordTensors
+import Foundation
+
+/// The outcome of a run, as `eval.json` records it.
+public struct RunSummary: Sendable {
+  /// Accuracy of the supervised head on the test set, or nil without the supervised task.
+  public var testAccuracy: Double?
+  /// kNN accuracy of the representation on the test set, with the training set as memory.
+  public var knnAccuracy: Double
+  /// The step the run ended at.
+  public var steps: Int
+  /// Wall time of training and evaluation, in seconds.
+  public var seconds: Double
+}
+
+/// One training run on every rank: data, model, balancing, optimizer, logs and checkpoints.
+///
+/// Every rank builds the same trainer from the same configuration. Each step, every rank
+/// computes its local per-task gradients, one allreduce makes them global, and from there on
+/// every rank computes the same thing from the same bytes, which keeps parameters,
+/// optimizer state and task weights bit-identical across ranks. Only rank 0 writes files.
+public final class Trainer {
+  let configuration: TrainingConfiguration
+  let communicator: Communicator
+  let runDirectory: String
+  let resumePath: String
+  let trainSet: Dataset
+  let testSet: Dataset
+  let loader: BatchLoader
+  let model: MultiTaskModel
+  var balancer: any GradientBalancer
+  let optimizer: Adam
+  let totalSteps: Int
+  let stepsPerEpoch: Int
+  var step = 0
+  private let log: MetricsLog
+
+  // The step's inputs, both views stacked: rows 0..<b first views, b..<2b second views.
+  private let input: Matrix
+  private let labels: UnsafeMutablePointer<Int32>
+  private let augmentationLabels: Matrix
+
+  // Balancing work space, reused every step.
+  private var gram: [Double]
+  private var normSquares: [Double]
+  private var lossValues: [Double]
+  private var taskOrder: [[Int]]
+  private var balancing: BalancingResult
+  private let coefficients: UnsafeMutablePointer<Float>
+  private let taskWeights: UnsafeMutablePointer<Float>
+  private var consecutiveSkips = 0
+
+  /// Builds the trainer: loads the data, creates or restores the model, and prepares the
+  /// run folder on rank 0.
+  ///
+  /// - Throws: ``TrainingError`` naming the file, flag or value at fault.
+  public init(configuration: TrainingConfiguration, communicator: Communicator) throws {
+    self.configuration = configuration
+    self.communicator = communicator
+    let c = configuration
+    guard c.batchSize % communicator.size == 0 else {
+      throw UsageError(
+        "--batch-size \(c.batchSize) does not divide by \(communicator.size) ranks: "
+          + "pass a multiple of \(communicator.size)")
+    }
+
+    (runDirectory, resumePath) = try Self.resolvePaths(c, communicator)
+    trainSet = try Dataset.load(
+      directory: c.dataDirectory, split: .train, limit: c.trainLimit > 0 ? c.trainLimit : nil)
+    testSet = try Dataset.load(
+      directory: c.dataDirectory, split: .test, limit: c.testLimit > 0 ? c.testLimit : nil)
+    let sampler = try ShardedSampler(
+      datasetCount: trainSet.count, globalBatchSize: c.batchSize, worldSize: communicator.size,
+      rank: communicator.rank, seed: c.seed)
+    stepsPerEpoch = sampler.stepsPerEpoch
+    loader = BatchLoader(dataset: trainSet, sampler: sampler, seed: c.seed)
+    totalSteps = c.steps > 0 ? c.steps : c.epochs * stepsPerEpoch
+
+    let localBatch = c.batchSize / communicator.size
+    let modelConfiguration = c.modelConfiguration(
+      inputSize: trainSet.height * trainSet.width, classCount: trainSet.classCount,
+      augmentationCount: AugmentationKind.allCases.count)
+    model = MultiTaskModel(
+      configuration: modelConfiguration, capacity: 2 * localBatch, seed: c.seed)
+    guard let kind = BalancerKind(rawValue: c.balancer) else {
+      throw UsageError(
+        "unknown balancer \(c.balancer): pass one of "
+          + BalancerKind.allCases.map(\.rawValue).joined(separator: ", "))
+    }
+    balancer = kind.makeBalancer(
+      taskCount: c.tasks.count, alpha: c.gradNormAlpha,
+      weightLearningRate: c.gradNormLearningRate)
+    optimizer = Adam(parameterCount: model.layout.count, learningRate: c.learningRate)
+
+    let t = c.tasks.count
+    input = Matrix(rows: 2 * localBatch, columns: modelConfiguration.inputSize)
+    labels = .allocate(capacity: 2 * localBatch)
+    augmentationLabels = Matrix(rows: 2 * localBatch, columns: modelConfiguration.augmentationCount)
+    gram = Array(repeating: 0, count: t * t)
+    normSquares = Array(repeating: 0, count: t)
+    lossValues = Array(repeating: 0, count: t)
+    taskOrder = PCGrad.taskOrder(seed: c.seed, step: 0, taskCount: t)
+    balancing = BalancingResult(taskCount: t)
+    coefficients = .allocate(capacity: t)
+    taskWeights = .allocate(capacity: t)
+
+    if communicator.isRoot {
+      try Self.makeDirectory(runDirectory)
+      try Self.makeDirectory(runDirectory + "/checkpoints")
+    }
+    log = try MetricsLog(
+      isRoot: communicator.isRoot, path: communicator.isRoot ? runDirectory + "/metrics.jsonl" : nil
+    )
+  }
+
+  /// Restores the checkpoint named by `--resume`, if any. Every rank must call it.
+  public func resumeIfRequested() throws {
+    if !resumePath.isEmpty { try restore(from: resumePath) }
+  }
+
+  /// Decides the run folder and the checkpoint to resume from, on rank 0, and sends both to
+  /// every rank, so that all ranks agree even when their clocks or file systems differ.
+  ///
+  /// An empty `--out` means `runs/<UTC timestamp>`, or with `--resume latest` the newest
+  /// folder in `runs/`, or with `--resume PATH` the run folder that holds `PATH`.
+  static func resolvePaths(_ c: TrainingConfiguration, _ communicator: Communicator) throws
+    -> (runDirectory: String, resumePath: String)
+  {
+    var message: [UInt8] = []
+    if communicator.isRoot {
+      var text: String
+      do {
+        let (directory, resume) = try resolvePathsOnRoot(c)
+        text = "ok\n\(directory)\n\(resume)"
+      } catch {
+        text = "error\n\(error)"
+      }
+      message = Array(text.utf8)
+    }
+    try communicator.broadcast(&message, root: 0)
+    let parts = String(decoding: message, as: UTF8.self).split(
+      separator: "\n", omittingEmptySubsequences: false
+    ).map(String.init)
+    guard parts.count == 3, parts[0] == "ok" else {
+      throw TrainingError(parts.dropFirst().joined(separator: " "))
+    }
+    return (parts[1], parts[2])
+  }
+
+  private static func resolvePathsOnRoot(_ c: TrainingConfiguration) throws -> (String, String) {
+    var directory = c.outputDirectory
+    switch c.resume {
+    case "":
+      if directory.isEmpty {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        directory = "runs/" + formatter.string(from: Date())
+      }
+      return (directory, "")
+    case "latest":
+      if directory.isEmpty {
+        let runs = (try? FileManager.default.contentsOfDirectory(atPath: "runs")) ?? []
+        guard
+          let newest = runs.sorted().last(where: {
+            Checkpoint.newest(in: "runs/\($0)/checkpoints") != nil
+          })
+        else {
+          throw TrainingError(
+            "--resume latest found no checkpoint under runs/: pass --out RUN_DIR or --resume PATH")
+        }
+        directory = "runs/" + newest
+      }
+      guard let path = Checkpoint.newest(in: directory + "/checkpoints") else {
+        throw TrainingError(
+          "--resume latest found no checkpoint in \(directory)/checkpoints: start without --resume")
+      }
+      return (directory, path)
+    default:
+      guard FileManager.default.fileExists(atPath: c.resume) else {
+        throw TrainingError(
+          "--resume \(c.resume): file not found; pass a checkpoint path or latest")
+      }
+      if directory.isEmpty {
+        let folder = (c.resume as NSString).deletingLastPathComponent
+        directory =
+          (folder as NSString).lastPathComponent == "checkpoints"
+          ? (folder as NSString).deletingLastPathComponent : folder
+        if directory.isEmpty { directory = "." }
+      }
+      return (directory, c.resume)
+    }
+  }
+
+  /// Reads the checkpoint on rank 0, sends its bytes to every rank, and restores it everywhere.
+  private func restore(from path: String) throws {
+    var bytes: [UInt8] = []
+    var failure = ""
+    if communicator.isRoot {
+      if let data = FileManager.default.contents(atPath: path), !data.isEmpty {
+        bytes = Array(data)
+      } else {
+        failure = "\(path): cannot read the checkpoint or it is empty; pass another --resume"
+      }
+    }
+    try communicator.broadcast(&bytes, root: 0)
+    guard !bytes.isEmpty else {
+      throw TrainingError(communicator.isRoot ? failure : "rank 0 could not read \(path)")
+    }
+    try Checkpoint.restore(self, from: bytes, path: path)
+    log.print("concord: resumed from \(path) at step \(step)")
+  }
+
+  deinit {
+    labels.deallocate()
+    coefficients.deallocate()
+    taskWeights.deallocate()
+  }
+
+  static func makeDirectory(_ path: String) throws {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+      guard isDirectory.boolValue else {
+        throw TrainingError("\(path) exists and is not a folder: pass another --out")
+      }
+      return
+    }
+    do {
+      try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    } catch {
+      throw TrainingError(
+        "cannot create folder \(path): \(error.localizedDescription); pass another --out")
+    }
+  }
+
+  /// Trains to the configured step, writes the final checkpoint and evaluates.
+  public func run() throws -> RunSummary {
+    let start = Date()
+    let c = configuration
+    printStart()
+
+    var interval = IntervalStatistics(taskCount: c.tasks.count)
+    var intervalStart = Date()
+    let localBatch = c.batchSize / communicator.size
+    while step < totalSteps {
+      let result = try trainStep(localBatch: localBatch)
+      step += 1
+      interval.add(losses: lossValues, result: result)
+
+      let isLast = step == totalSteps
+      if (c.logEvery > 0 && step % c.logEvery == 0) || isLast {
+        let seconds = Date().timeIntervalSince(intervalStart)
+        report(interval: interval, seconds: seconds, result: result)
+        interval = IntervalStatistics(taskCount: c.tasks.count)
+        intervalStart = Date()
+      }
+      if (c.checkpointEvery > 0 && step % c.checkpointEvery == 0) || isLast {
+        try saveCheckpoint()
+      }
+    }
+
+    try verifyRanksAgree()
+    let evaluation = try Evaluation.run(
+      model: model, trainSet: trainSet, testSet: testSet, communicator: communicator,
+      neighbours: c.knnNeighbours)
+    let summary = RunSummary(
+      testAccuracy: evaluation.testAccuracy, knnAccuracy: evaluation.knnAccuracy, steps: step,
+      seconds: Date().timeIntervalSince(start))
+    try writeSummary(summary)
+    return summary
+  }
+
+  /// One optimizer step: local gradients, allreduce, balancing, Adam, BYOL target.
+  private func trainStep(localBatch b: Int) throws -> BalancingResult? {
+    loader.load(step: step)
+    input.rows(0..<b).copy(from: loader.view1)
+    input.rows(b..<(2 * b)).copy(from: loader.view2)
+    augmentationLabels.rows(0..<b).copy(from: loader.augmentationLabels1)
+    augmentationLabels.rows(b..<(2 * b)).copy(from: loader.augmentationLabels2)
+    for i in 0..<b {
+      labels[i] = loader.labels[i]
+      labels[b + i] = loader.labels[i]
+    }
+    let batch = TaskBatch(
+      input: input, labels: labels, augmentationLabels: augmentationLabels, pairCount: b)
+    model.computeTaskGradients(batch: batch)
+
+    // One allreduce carries every task's gradients and losses; the mean over ranks equals
+    // the gradient of the global batch because every rank holds the same number of images.
+    let reduce = model.reduceBuffer
+    try communicator.allreduceSum(reduce.baseAddress, count: reduce.count)
+    BLAS.scale(reduce.baseAddress, by: 1 / Float(communicator.size), count: reduce.count)
+
+    // From here on every rank computes the same values from the same bytes.
+    for t in 0..<model.taskCount { lossValues[t] = Double(model.losses[t]) }
+    model.taskGram(into: &gram, lastLayerNormSquares: &normSquares)
+    guard lossValues.allSatisfy(\.isFinite), gram.allSatisfy(\.isFinite) else {
+      consecutiveSkips += 1
+      warn(
+        rank: communicator.rank,
+        "step \(step): non-finite loss or gradient (losses \(lossValues)); step skipped")
+      if consecutiveSkips >= 3 {
+        throw TrainingError(
+          "steps \(step - 2) to \(step) had non-finite losses or gradients: lower --lr or "
+            + "check the data; the last good checkpoint is in \(runDirectory)/checkpoints",
+          isCollective: true)
+      }
+      return nil
+    }
+    consecutiveSkips = 0
+
+    // The PCGrad order comes from (seed, step), never from the rank, so every rank
+    // projects in the same order, and a resumed run in the order of an uninterrupted one.
+    PCGrad.writeTaskOrder(into: &taskOrder, seed: configuration.seed, step: step)
+    let input = BalancingInput(
+      taskCount: model.taskCount, gram: gram, gradNormSquares: normSquares, losses: lossValues,
+      taskOrder: taskOrder)
+    balancer.balance(input, into: &balancing)
+    let result = balancing
+    for t in 0..<model.taskCount {
+      coefficients[t] = Float(result.coefficients[t])
+      taskWeights[t] = Float(result.taskWeights[t])
+    }
+    model.formUpdate(coefficients: coefficients, taskWeights: taskWeights)
+    optimizer.update(
+      parameters: model.parameters.baseAddress, gradients: model.update.baseAddress,
+      count: model.layout.count)
+    model.updateTarget(decay: configuration.targetDecay)
+    return result
+  }
+
+  /// Checks that every rank holds the same state, by comparing one checksum per rank.
+  ///
+  /// - Throws: ``TrainingError`` on every rank, naming the ranks that differ from rank 0.
+  func verifyRanksAgree() throws {
+    var checksum = StateChecksum()
+    checksum.add(model.parameters)
+    checksum.add(optimizer.firstMoment)
+    checksum.add(optimizer.secondMoment)
+    if let target = model.target { checksum.add(target) }
+    checksum.add(balancer.taskWeights)
+    checksum.add(step)
+    let all = try communicator.allgather(Int64(bitPattern: checksum.value))
+    let differing = all.indices.filter { all[$0] != all[0] }
+    guard differing.isEmpty else {
+      throw TrainingError(
+        "after step \(step) the state of ranks \(differing.map(String.init).joined(separator: ", ")) "
+          + "differs from rank 0: report this with the command line; ranks must run the same "
+          + "binary on the same kind of CPU", isCollective: true)
+    }
+    log.print(
+      "concord: state checksum \(String(format: "%016llx", checksum.value)) identical on all "
+        + "\(communicator.size) ranks")
+  }
+
+  private func printStart() {
+    let c = configuration
+    log.print(
+      "concord: \(communicator.size) rank(s), \(BLAS.threadCount) BLAS thread(s) per rank, "
+        + "tasks \(c.tasks.map(\.rawValue).joined(separator: ",")), balancer \(c.balancer)")
+    log.print(
+      "concord: \(trainSet.count) training images, global batch \(c.batchSize) "
+        + "(\(c.batchSize / communicator.size) per rank), \(stepsPerEpoch) steps per epoch, "
+        + "steps \(step)..<\(totalSteps), \(model.layout.count) parameters")
+    log.print("concord: writing to \(runDirectory)")
+  }
+
+  private func report(interval: IntervalStatistics, seconds: Double, result: BalancingResult?) {
+    let c = configuration
+    let samplesPerSecond = Double(interval.steps * c.batchSize) / max(seconds, 1e-9)
+    let secondsLeft = Double(totalSteps - step) * seconds / Double(max(interval.steps, 1))
+    let names = c.tasks.map(\.rawValue)
+    let losses = interval.meanLosses
+    let weights = result?.taskWeights ?? Array(repeating: .nan, count: names.count)
+    let norms = result?.gradNorms ?? normSquares.map { $0.squareRoot() }
+
+    var line = JSONLine()
+    line.add("step", step)
+    line.add("epoch", step == 0 ? 0 : (step - 1) / stepsPerEpoch)
+    line.add("loss", Array(zip(names, losses)))
+    line.add("weight", Array(zip(names, weights)))
+    line.add("grad_norm", Array(zip(names, norms)))
+    line.add("projections", interval.projections)
+    line.add("skipped", interval.skipped)
+    line.add("lr", Double(optimizer.learningRate))
+    line.add("samples_per_second", samplesPerSecond)
+    line.add("seconds_left", secondsLeft)
+    log.record(line)
+
+    let lossText = zip(names, losses).map { "\($0) \(String(format: "%.4f", $1))" }
+      .joined(separator: " ")
+    let weightText = weights.map { String(format: "%.3f", $0) }.joined(separator: " ")
+    log.print(
+      "step \(step)/\(totalSteps) epoch \(step == 0 ? 0 : (step - 1) / stepsPerEpoch) | loss \(lossText) "
+        + "| weights \(weightText) | \(String(format: "%.0f", samplesPerSecond)) samples/s "
+        + "| eta \(formatDuration(secondsLeft))")
+  }
+
+  private func saveCheckpoint() throws {
+    guard communicator.isRoot else { return }
+    let path = String(format: "%@/checkpoints/step-%07d.safetensors", runDirectory, step)
+    try Checkpoint.save(trainer: self, to: path)
+  }
+
+  private func writeSummary(_ summary: RunSummary) throws {
+    var line = JSONLine()
+    if let accuracy = summary.testAccuracy {
+      line.add("test_accuracy", accuracy)
+    } else {
+      line.add("test_accuracy", raw: "null")
+    }
+    line.add("knn_accuracy", summary.knnAccuracy)
+    line.add("steps", summary.steps)
+    line.add("seconds", summary.seconds)
+    let accuracyText = summary.testAccuracy.map { String(format: "%.4f", $0) } ?? "n/a"
+    log.print(
+      "concord: test accuracy \(accuracyText), kNN accuracy \(String(format: "%.4f", summary.knnAccuracy)) "
+        + "(k = \(configuration.knnNeighbours)), \(summary.steps) steps, "
+        + "\(String(format: "%.1f", summary.seconds)) s")
+    guard communicator.isRoot else { return }
+    let bytes = Array((line.text + "\n").utf8)
+    try AtomicFile.write(bytes, to: runDirectory + "/eval.json")
+  }
+}
+
+/// Sums over the steps of one logging interval.
+struct IntervalStatistics {
+  var steps = 0
+  var skipped = 0
+  var projections = 0
+  var lossSums: [Double]
+
+  init(taskCount: Int) {
+    lossSums = Array(repeating: 0, count: taskCount)
+  }
+
+  mutating func add(losses: [Double], result: BalancingResult?) {
+    steps += 1
+    guard let result else {
+      skipped += 1
+      return
+    }
+    projections += result.projectionCount
+    for t in 0..<losses.count { lossSums[t] += losses[t] }
+  }
+
+  var meanLosses: [Double] {
+    let counted = Double(max(steps - skipped, 1))
+    return lossSums.map { $0 / counted }
+  }
+}

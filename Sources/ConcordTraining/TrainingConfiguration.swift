@@ -1,0 +1,65 @@
+import ConcordModel
+
+/// Every setting of a training run, with its default.
+///
+/// The `concord` command fills it from flags; checkpoints store it, so that a
+/// resumed run can check that it continues the same model and tasks.
+public struct TrainingConfiguration: Codable, Sendable, Equatable {
+  /// The folder of the MNIST-format IDX files (Debian's dataset-fashion-mnist by default).
+  public var dataDirectory = "/usr/share/datasets/fashion-mnist"
+  /// The run folder; empty means `runs/<UTC timestamp>`.
+  public var outputDirectory = ""
+  /// Passes over the training set; used when ``steps`` is not set.
+  public var epochs = 15
+  /// Total optimizer steps of the run, counted from step 0 also when resuming; 0 means
+  /// `epochs` times the steps of one epoch.
+  public var steps = 0
+  /// The global batch in images, split evenly over the ranks; each image gives two views.
+  public var batchSize = 256
+  /// Adam's learning rate.
+  public var learningRate: Float = 1e-3
+  /// The tasks that share the encoder.
+  public var tasks: [TaskKind] = TaskKind.allCases
+  /// The gradient balancer: `equal`, `gradnorm`, `pcgrad` or `pcgrad+gradnorm`.
+  public var balancer = "pcgrad+gradnorm"
+  /// The seed of every random stream (initialisation, data order, augmentations, PCGrad order).
+  public var seed: UInt64 = 0
+  /// Steps between metrics lines; 0 logs only the last step.
+  public var logEvery = 50
+  /// Steps between checkpoints; 0 writes only the final one.
+  public var checkpointEvery = 1000
+  /// `latest`, a checkpoint path, or empty to start fresh.
+  public var resume = ""
+  /// The encoder widths; the last is the representation size.
+  public var hiddenSizes = [512, 256]
+  /// The NT-Xent temperature of the SimCLR task.
+  public var temperature: Float = 0.5
+  /// The decay of BYOL's target network average.
+  public var targetDecay: Float = 0.99
+  /// GradNorm's asymmetry `alpha`.
+  public var gradNormAlpha: Double = 1.5
+  /// The learning rate of the GradNorm task weights.
+  public var gradNormLearningRate: Double = 0.025
+  /// OpenBLAS threads per rank; 0 picks the cores of the host divided by the ranks on it.
+  public var blasThreads = 0
+  /// Use only the first N training images (0: all); for quick runs and tests.
+  public var trainLimit = 0
+  /// Evaluate on only the first N test images (0: all).
+  public var testLimit = 0
+  /// The number of checkpoints to keep; older ones are removed after a new one is in place.
+  public var keep = 3
+  /// The number of neighbours of the kNN evaluation.
+  public var knnNeighbours = 20
+
+  /// Creates the default configuration.
+  public init() {}
+
+  /// The model shape that these settings describe, for a dataset of the given image size.
+  public func modelConfiguration(inputSize: Int, classCount: Int, augmentationCount: Int)
+    -> ModelConfiguration
+  {
+    ModelConfiguration(
+      inputSize: inputSize, hiddenSizes: hiddenSizes, classCount: classCount,
+      augmentationCount: augmentationCount, tasks: tasks, temperature: temperature)
+  }
+}

@@ -1,0 +1,222 @@
+import ConcordModel
+import ConcordTraining
+
+/// One flag of `concord train`: its name, value placeholder, help, and how it sets the
+/// configuration.
+struct TrainOption: Sendable {
+  let name: String
+  let value: String
+  let help: String
+  let apply: @Sendable (inout TrainingConfiguration, String) throws -> Void
+}
+
+/// The flags of `concord train`, in the order `--help` lists them.
+let trainOptions: [TrainOption] = [
+  TrainOption(
+    name: "--data", value: "DIR",
+    help: "folder of MNIST-format IDX files (default /usr/share/datasets/fashion-mnist)"
+  ) { $0.dataDirectory = try nonEmpty($1, "--data") },
+  TrainOption(
+    name: "--out", value: "DIR",
+    help: "run folder for metrics, checkpoints and eval.json (default runs/<UTC timestamp>)"
+  ) { $0.outputDirectory = try nonEmpty($1, "--out") },
+  TrainOption(
+    name: "--epochs", value: "N", help: "passes over the training set (default 15)"
+  ) { $0.epochs = try positive($1, "--epochs") },
+  TrainOption(
+    name: "--steps", value: "N",
+    help: "total optimizer steps of the run; a resumed run continues up to N (default: epochs)"
+  ) { $0.steps = try positive($1, "--steps") },
+  TrainOption(
+    name: "--batch-size", value: "N",
+    help: "global batch in images, split evenly over the ranks (default 256)"
+  ) { $0.batchSize = try positive($1, "--batch-size") },
+  TrainOption(name: "--lr", value: "X", help: "Adam learning rate (default 0.001)") {
+    $0.learningRate = Float(try positiveReal($1, "--lr"))
+  },
+  TrainOption(
+    name: "--tasks", value: "LIST",
+    help: "comma-separated tasks: supervised, simclr, byol, augpred (default all four)"
+  ) { $0.tasks = try taskList($1) },
+  TrainOption(
+    name: "--balancer", value: "NAME",
+    help: "equal, gradnorm, pcgrad or pcgrad+gradnorm (default pcgrad+gradnorm)"
+  ) { configuration, value in
+    let names = ["equal", "gradnorm", "pcgrad", "pcgrad+gradnorm"]
+    guard names.contains(value) else {
+      throw UsageError(
+        "invalid --balancer \(value): pass one of \(names.joined(separator: ", "))")
+    }
+    configuration.balancer = value
+  },
+  TrainOption(name: "--seed", value: "N", help: "seed of every random stream (default 0)") {
+    guard let seed = UInt64($1) else {
+      throw UsageError("invalid --seed \($1): pass a whole number from 0 to \(UInt64.max)")
+    }
+    $0.seed = seed
+  },
+  TrainOption(
+    name: "--log-every", value: "N", help: "steps between metrics lines (default 50)"
+  ) { $0.logEvery = try positive($1, "--log-every") },
+  TrainOption(
+    name: "--checkpoint-every", value: "N",
+    help: "steps between checkpoints; the last step is always saved (default 1000)"
+  ) { $0.checkpointEvery = try positive($1, "--checkpoint-every") },
+  TrainOption(
+    name: "--keep", value: "N", help: "checkpoints to keep, newest first (default 3)"
+  ) { $0.keep = try positive($1, "--keep") },
+  TrainOption(
+    name: "--resume", value: "PATH|latest",
+    help: "continue from a checkpoint, or from the newest one of the run folder"
+  ) { $0.resume = try nonEmpty($1, "--resume") },
+  TrainOption(
+    name: "--hidden", value: "LIST", help: "encoder widths, comma-separated (default 512,256)"
+  ) { configuration, value in
+    let widths = value.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+    guard !widths.isEmpty, widths.allSatisfy({ ($0 ?? 0) > 0 }) else {
+      throw UsageError("invalid --hidden \(value): pass positive widths such as 512,256")
+    }
+    configuration.hiddenSizes = widths.map { $0! }
+  },
+  TrainOption(
+    name: "--temperature", value: "X", help: "SimCLR NT-Xent temperature (default 0.5)"
+  ) { $0.temperature = Float(try positiveReal($1, "--temperature")) },
+  TrainOption(
+    name: "--target-decay", value: "X",
+    help: "BYOL target network moving-average decay, in [0, 1) (default 0.99)"
+  ) { configuration, value in
+    guard let decay = Float(value), decay >= 0, decay < 1 else {
+      throw UsageError("invalid --target-decay \(value): pass a number in [0, 1) such as 0.99")
+    }
+    configuration.targetDecay = decay
+  },
+  TrainOption(
+    name: "--gradnorm-alpha", value: "X", help: "GradNorm asymmetry alpha (default 1.5)"
+  ) { configuration, value in
+    guard let alpha = Double(value), alpha >= 0, alpha.isFinite else {
+      throw UsageError("invalid --gradnorm-alpha \(value): pass a number >= 0 such as 1.5")
+    }
+    configuration.gradNormAlpha = alpha
+  },
+  TrainOption(
+    name: "--gradnorm-lr", value: "X", help: "GradNorm task-weight learning rate (default 0.025)"
+  ) { $0.gradNormLearningRate = try positiveReal($1, "--gradnorm-lr") },
+  TrainOption(
+    name: "--blas-threads", value: "N",
+    help: "OpenBLAS threads per rank (default: cores of the host / ranks on it)"
+  ) { $0.blasThreads = try positive($1, "--blas-threads") },
+  TrainOption(
+    name: "--train-limit", value: "N", help: "use only the first N training images (default all)"
+  ) { $0.trainLimit = try positive($1, "--train-limit") },
+  TrainOption(
+    name: "--test-limit", value: "N", help: "evaluate on only the first N test images (default all)"
+  ) { $0.testLimit = try positive($1, "--test-limit") },
+  TrainOption(
+    name: "--knn", value: "K", help: "neighbours of the kNN evaluation (default 20)"
+  ) { $0.knnNeighbours = try positive($1, "--knn") },
+]
+
+/// Parses the arguments of `concord train` (without the subcommand).
+func parseTrainArguments(_ arguments: [String]) throws -> TrainingConfiguration {
+  var configuration = TrainingConfiguration()
+  var index = 0
+  while index < arguments.count {
+    var flag = arguments[index]
+    var value: String? = nil
+    if let equals = flag.firstIndex(of: "="), flag.hasPrefix("--") {
+      value = String(flag[flag.index(after: equals)...])
+      flag = String(flag[..<equals])
+    }
+    guard let option = trainOptions.first(where: { $0.name == flag }) else {
+      throw UsageError(unknownFlagMessage(flag))
+    }
+    if value == nil {
+      index += 1
+      guard index < arguments.count else {
+        throw UsageError("\(flag) needs a value: pass \(flag) \(option.value)")
+      }
+      value = arguments[index]
+    }
+    try option.apply(&configuration, value!)
+    index += 1
+  }
+  return configuration
+}
+
+/// The usage text of `concord train`.
+func trainUsage() -> String {
+  var lines = [
+    "usage: concord train [FLAGS]",
+    "",
+    "Trains one shared encoder on several tasks; run under mpirun for several ranks.",
+    "",
+    "flags:",
+  ]
+  for option in trainOptions {
+    let left = "  \(option.name) \(option.value)"
+    lines.append(
+      left.padding(toLength: max(left.count + 2, 30), withPad: " ", startingAt: 0) + option.help)
+  }
+  lines.append("  --help".padding(toLength: 30, withPad: " ", startingAt: 0) + "print this text")
+  return lines.joined(separator: "\n")
+}
+
+private func unknownFlagMessage(_ flag: String) -> String {
+  let names = trainOptions.map(\.name) + ["--help"]
+  let nearest = names.min { editDistance($0, flag) < editDistance($1, flag) }!
+  if editDistance(nearest, flag) <= max(2, flag.count / 3) {
+    return "unknown flag \(flag): did you mean \(nearest)? (concord train --help lists all)"
+  }
+  return "unknown flag \(flag): concord train --help lists the flags"
+}
+
+/// The Levenshtein distance between two strings.
+func editDistance(_ a: String, _ b: String) -> Int {
+  let a = Array(a)
+  let b = Array(b)
+  var previous = Array(0...b.count)
+  for i in 1...max(a.count, 1) where !a.isEmpty {
+    var current = [i] + Array(repeating: 0, count: b.count)
+    for j in 1...max(b.count, 1) where !b.isEmpty {
+      let cost = a[i - 1] == b[j - 1] ? 0 : 1
+      current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+    }
+    previous = current
+  }
+  return a.isEmpty ? b.count : previous[b.count]
+}
+
+private func positive(_ value: String, _ flag: String) throws -> Int {
+  guard let number = Int(value), number > 0 else {
+    throw UsageError("invalid \(flag) \(value): pass a whole number greater than 0")
+  }
+  return number
+}
+
+private func positiveReal(_ value: String, _ flag: String) throws -> Double {
+  guard let number = Double(value), number > 0, number.isFinite else {
+    throw UsageError("invalid \(flag) \(value): pass a number greater than 0")
+  }
+  return number
+}
+
+private func nonEmpty(_ value: String, _ flag: String) throws -> String {
+  guard !value.isEmpty else { throw UsageError("\(flag) needs a non-empty value") }
+  return value
+}
+
+private func taskList(_ value: String) throws -> [TaskKind] {
+  let names = value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+  var tasks: [TaskKind] = []
+  for name in names {
+    guard let task = TaskKind(rawValue: name) else {
+      let valid = TaskKind.allCases.map(\.rawValue).joined(separator: ", ")
+      throw UsageError("invalid task '\(name)' in --tasks \(value): pass a list of \(valid)")
+    }
+    guard !tasks.contains(task) else {
+      throw UsageError("task \(name) appears twice in --tasks \(value): list each task once")
+    }
+    tasks.append(task)
+  }
+  return tasks
+}

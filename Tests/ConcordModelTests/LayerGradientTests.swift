@@ -1,0 +1,166 @@
+import ConcordTensors
+import Testing
+
+@testable import ConcordModel
+
+/// Half the squared distance of `output` from `target`, summed in double precision; writes
+/// its gradient `output - target` into `gradient` when given.
+private func squaredError(_ output: Matrix, _ target: Matrix, gradient: Matrix? = nil) -> Float {
+  var sum = 0.0
+  for r in 0..<output.rows {
+    for c in 0..<output.columns {
+      let difference = output[r, c] - target[r, c]
+      sum += 0.5 * Double(difference) * Double(difference)
+      gradient?[r, c] = difference
+    }
+  }
+  return Float(sum)
+}
+
+private func normalMatrix(_ rows: Int, _ columns: Int, seed: UInt64, scale: Float = 1) -> Matrix {
+  var stream = RandomStream(seed: seed, purpose: .test, counters: UInt64(rows), UInt64(columns))
+  return Matrix(
+    rows: rows, columns: columns, values: (0..<rows * columns).map { _ in scale * stream.normal() })
+}
+
+/// A stack of linear layers over one parameter buffer, for tests.
+private struct TestNetwork {
+  let parameters: FloatBuffer
+  let gradients: FloatBuffer
+  let layers: [Linear]
+  let gradientPairs: [(weight: Matrix, bias: Matrix)]
+
+  init(widths: [Int], seed: UInt64) {
+    var layout = ParameterLayout()
+    for i in 0..<(widths.count - 1) {
+      layout.append("\(i).weight", shape: [widths[i + 1], widths[i]])
+      layout.append("\(i).bias", shape: [widths[i + 1]])
+    }
+    parameters = FloatBuffer(count: layout.count)
+    gradients = FloatBuffer(count: layout.count)
+    var layers: [Linear] = []
+    var pairs: [(weight: Matrix, bias: Matrix)] = []
+    for i in 0..<(widths.count - 1) {
+      let w = layout.slot(named: "\(i).weight")!
+      let b = layout.slot(named: "\(i).bias")!
+      layers.append(
+        Linear(
+          weight: parameters.matrix(rows: w.shape[0], columns: w.shape[1], offset: w.offset),
+          bias: parameters.matrix(rows: 1, columns: b.shape[0], offset: b.offset)))
+      pairs.append(
+        (
+          gradients.matrix(rows: w.shape[0], columns: w.shape[1], offset: w.offset),
+          gradients.matrix(rows: 1, columns: b.shape[0], offset: b.offset)
+        ))
+    }
+    for (i, layer) in layers.enumerated() {
+      var stream = RandomStream(seed: seed, purpose: .test, counters: UInt64(i))
+      layer.initialise(stream: &stream)
+    }
+    self.layers = layers
+    gradientPairs = pairs
+  }
+}
+
+@Test func linearGradientsMatchFiniteDifferences() throws {
+  let network = TestNetwork(widths: [7, 5], seed: 1)
+  let layer = network.layers[0]
+  let input = normalMatrix(4, 7, seed: 2)
+  let target = normalMatrix(4, 5, seed: 3)
+  let output = Matrix(rows: 4, columns: 5)
+  let outputGradient = Matrix(rows: 4, columns: 5)
+  let inputGradient = Matrix(rows: 4, columns: 7)
+  let ones = FloatBuffer([Float](repeating: 1, count: 4))
+
+  func loss() -> Float {
+    layer.forward(input, into: output)
+    return squaredError(output, target)
+  }
+  layer.forward(input, into: output)
+  _ = squaredError(output, target, gradient: outputGradient)
+  let (weightGradient, biasGradient) = network.gradientPairs[0]
+  layer.backward(
+    input: input, outputGradient: outputGradient, weightGradient: weightGradient,
+    biasGradient: biasGradient, inputGradient: inputGradient, ones: ones.baseAddress)
+
+  let check = GradientCheck(step: 1e-2)
+  let weightResult = check.compare(
+    input: layer.weight, analyticGradient: weightGradient, loss: loss)
+  #expect(weightResult.maximumRelativeError < 1e-2, "\(weightResult)")
+  let biasResult = check.compare(input: layer.bias, analyticGradient: biasGradient, loss: loss)
+  #expect(biasResult.maximumRelativeError < 1e-2, "\(biasResult)")
+  let inputResult = check.compare(input: input, analyticGradient: inputGradient, loss: loss)
+  #expect(inputResult.maximumRelativeError < 1e-2, "\(inputResult)")
+}
+
+@Test(arguments: [false, true])
+func mlpGradientsMatchFiniteDifferences(hasFinalReLU: Bool) throws {
+  let network = TestNetwork(widths: [6, 9, 4], seed: 4)
+  let mlp = MLP(layers: network.layers, hasFinalReLU: hasFinalReLU, capacity: 5)
+  let input = normalMatrix(5, 6, seed: 5)
+  let target = normalMatrix(5, 4, seed: 6)
+  let outputGradient = Matrix(rows: 5, columns: 4)
+  let inputGradient = Matrix(rows: 5, columns: 6)
+  let ones = FloatBuffer([Float](repeating: 1, count: 5))
+
+  func loss() -> Float { squaredError(mlp.forward(input), target) }
+  _ = squaredError(mlp.forward(input), target, gradient: outputGradient)
+  mlp.backward(
+    outputGradient: outputGradient, gradients: network.gradientPairs, inputGradient: inputGradient,
+    ones: ones.baseAddress)
+
+  // A small step keeps perturbed pre-activations on the same side of the ReLU kink.
+  let check = GradientCheck(step: 1e-3, floor: 1e-2)
+  let all = network.parameters.matrix(rows: 1, columns: network.parameters.count)
+  let gradients = network.gradients.matrix(rows: 1, columns: network.gradients.count)
+  let parameterResult = check.compare(input: all, analyticGradient: gradients, loss: loss)
+  #expect(parameterResult.maximumRelativeError < 2e-2, "\(parameterResult)")
+  let inputResult = check.compare(input: input, analyticGradient: inputGradient, loss: loss)
+  #expect(inputResult.maximumRelativeError < 2e-2, "\(inputResult)")
+}
+
+/// The fused backward pass of the shared encoder gives each task the gradient that a
+/// separate backward pass of that task alone gives.
+@Test func sharedEncoderMatchesSeparateBackwardPasses() throws {
+  let widths = [12, 10, 8]
+  let taskCount = 3
+  let rows = 6
+  let network = TestNetwork(widths: widths, seed: 7)
+  let gradientCount = SharedEncoder.gradientCount(widths: widths, taskCount: taskCount)
+  let taskGradients = FloatBuffer(count: gradientCount)
+  let encoder = SharedEncoder(
+    layers: network.layers, taskCount: taskCount, capacity: rows,
+    gradients: taskGradients.baseAddress, owner: taskGradients)
+  let reference = MLP(layers: network.layers, hasFinalReLU: true, capacity: rows)
+  let input = normalMatrix(rows, widths[0], seed: 8)
+  let ones = FloatBuffer([Float](repeating: 1, count: rows))
+  let targets = (0..<taskCount).map { normalMatrix(rows, widths.last!, seed: 20 + UInt64($0)) }
+
+  let features = encoder.forward(input)
+  for t in 0..<taskCount {
+    _ = squaredError(features, targets[t], gradient: encoder.featuresGradient(task: t, rows: rows))
+  }
+  encoder.backward(rows: rows, ones: ones.baseAddress)
+
+  for t in 0..<taskCount {
+    let outputGradient = Matrix(rows: rows, columns: widths.last!)
+    _ = squaredError(reference.forward(input), targets[t], gradient: outputGradient)
+    reference.backward(
+      outputGradient: outputGradient, gradients: network.gradientPairs, inputGradient: nil,
+      ones: ones.baseAddress)
+    // Block 2i holds layer i's weight gradients, block 2i + 1 its bias gradients, row t task t.
+    for (i, pair) in network.gradientPairs.enumerated() {
+      let fusedWeight = encoder.gradientBlocks[2 * i].row(t)
+      let separateWeight = pair.weight.array
+      let fusedBias = encoder.gradientBlocks[2 * i + 1].row(t)
+      let separateBias = pair.bias.array
+      let scale = separateWeight.map(abs).max()! + 1e-6
+      for k in 0..<separateWeight.count {
+        #expect(abs(fusedWeight[k] - separateWeight[k]) <= 1e-5 * scale, "task \(t) layer \(i)")
+      }
+      for k in 0..<separateBias.count {
+        #expect(abs(fusedBias[k] - separateBias[k]) <= 1e-5 * scale, "task \(t) layer \(i) bias")
+      }
+    }
+  }
+}
