@@ -9,23 +9,29 @@ struct TrainableLinear {
   var gradientPair: (weight: Matrix, bias: Matrix) { (weightGradient, biasGradient) }
 }
 
-/// The supervised task: a linear classifier on the features, trained on both views.
-public final class SupervisedHead: TaskHead {
-  public let task = TaskKind.supervised
+/// A task head that is one linear layer on the features, with a loss on its outputs.
+public class LinearHead: TaskHead {
+  public let task: TaskKind
   let classifier: TrainableLinear
   let logits: Matrix
   let logitsGradient: Matrix
   let ones: FloatBuffer
 
-  init(classifier: TrainableLinear, capacity: Int, ones: FloatBuffer) {
+  init(task: TaskKind, classifier: TrainableLinear, capacity: Int, ones: FloatBuffer) {
+    self.task = task
     self.classifier = classifier
     logits = Matrix(rows: capacity, columns: classifier.layer.outputSize)
     logitsGradient = Matrix(rows: capacity, columns: classifier.layer.outputSize)
     self.ones = ones
   }
 
-  /// The classifier layer, `[classCount, featureSize]`.
+  /// The layer, `[outputs, featureSize]`.
   public var layer: Linear { classifier.layer }
+
+  /// Computes the loss of `logits` (`[n, outputs]`) and writes its gradient into `gradient`.
+  func loss(logits: Matrix, batch: TaskBatch, gradient: Matrix) -> Float {
+    preconditionFailure("LinearHead subclasses provide the loss")
+  }
 
   public func lossAndGradients(features: Matrix, batch: TaskBatch, featuresGradient: Matrix)
     -> Float
@@ -34,12 +40,24 @@ public final class SupervisedHead: TaskHead {
     let z = logits.rows(0..<n)
     let dz = logitsGradient.rows(0..<n)
     classifier.layer.forward(features, into: z)
-    let loss = softmaxCrossEntropy(logits: z, labels: batch.labels, gradient: dz)
+    let value = loss(logits: z, batch: batch, gradient: dz)
     classifier.layer.backward(
       input: features, outputGradient: dz, weightGradient: classifier.weightGradient,
       biasGradient: classifier.biasGradient, inputGradient: featuresGradient,
       ones: ones.baseAddress)
-    return loss
+    return value
+  }
+}
+
+/// The supervised task: a linear classifier on the features, trained on both views with
+/// softmax cross-entropy.
+public final class SupervisedHead: LinearHead {
+  init(classifier: TrainableLinear, capacity: Int, ones: FloatBuffer) {
+    super.init(task: .supervised, classifier: classifier, capacity: capacity, ones: ones)
+  }
+
+  override func loss(logits: Matrix, batch: TaskBatch, gradient: Matrix) -> Float {
+    softmaxCrossEntropy(logits: logits, labels: batch.labels, gradient: gradient)
   }
 }
 
@@ -153,33 +171,13 @@ public final class BYOLHead: TaskHead {
 /// ### References
 /// Heggan, Hospedales, Budgett and Yaghoobi, "MT-SLVR: Multi-Task Self-Supervised Learning
 /// for Transformation In(Variant) Representations", Interspeech 2023.
-public final class AugmentationPredictionHead: TaskHead {
-  public let task = TaskKind.augpred
-  let classifier: TrainableLinear
-  let logits: Matrix
-  let logitsGradient: Matrix
-  let ones: FloatBuffer
-
+public final class AugmentationPredictionHead: LinearHead {
   init(classifier: TrainableLinear, capacity: Int, ones: FloatBuffer) {
-    self.classifier = classifier
-    logits = Matrix(rows: capacity, columns: classifier.layer.outputSize)
-    logitsGradient = Matrix(rows: capacity, columns: classifier.layer.outputSize)
-    self.ones = ones
+    super.init(task: .augpred, classifier: classifier, capacity: capacity, ones: ones)
   }
 
-  public func lossAndGradients(features: Matrix, batch: TaskBatch, featuresGradient: Matrix)
-    -> Float
-  {
-    let n = features.rows
-    let z = logits.rows(0..<n)
-    let dz = logitsGradient.rows(0..<n)
-    classifier.layer.forward(features, into: z)
-    let loss = binaryCrossEntropyWithLogits(
-      logits: z, targets: batch.augmentationLabels, gradient: dz)
-    classifier.layer.backward(
-      input: features, outputGradient: dz, weightGradient: classifier.weightGradient,
-      biasGradient: classifier.biasGradient, inputGradient: featuresGradient,
-      ones: ones.baseAddress)
-    return loss
+  override func loss(logits: Matrix, batch: TaskBatch, gradient: Matrix) -> Float {
+    binaryCrossEntropyWithLogits(
+      logits: logits, targets: batch.augmentationLabels, gradient: gradient)
   }
 }

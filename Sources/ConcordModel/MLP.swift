@@ -2,8 +2,8 @@ import ConcordTensors
 
 /// A stack of ``Linear`` layers with ReLU between them, and optionally after the last.
 ///
-/// The network keeps the activations of its last forward pass for a batch of
-/// up to `rows` rows, so that its backward pass allocates nothing.
+/// The network keeps the activations of its last forward pass, for up to `capacity`
+/// rows, in buffers allocated once, so that neither pass allocates.
 public final class MLP {
   /// The layers, input side first.
   public let layers: [Linear]

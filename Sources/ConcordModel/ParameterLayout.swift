@@ -36,7 +36,7 @@ public struct ParameterLayout: Sendable {
     return slot
   }
 
-  /// The slot called `name`, if any.
+  /// Returns the slot named `name`, if any.
   public func slot(named name: String) -> TensorSlot? {
     slots.first { $0.name == name }
   }

@@ -21,7 +21,8 @@ public final class SharedEncoder {
   public let gradientBlocks: [Matrix]
   private let wideDeltas: [Matrix]
 
-  /// The number of floats of per-task gradient storage for `widths` and `taskCount` tasks.
+  /// Returns the number of floats of per-task gradient storage for `widths` and `taskCount`
+  /// tasks.
   public static func gradientCount(widths: [Int], taskCount: Int) -> Int {
     zip(widths, widths.dropFirst()).reduce(0) { $0 + taskCount * ($1.1 * $1.0 + $1.1) }
   }
@@ -58,7 +59,7 @@ public final class SharedEncoder {
   @discardableResult
   public func forward(_ input: Matrix) -> Matrix { network.forward(input) }
 
-  /// The place where task `task` writes the gradient of its loss with respect to the
+  /// Returns the view where task `task` writes the gradient of its loss with respect to the
   /// features of the last forward pass: a `[rows, outputSize]` view with a row stride of
   /// `taskCount * outputSize`.
   public func featuresGradient(task: Int, rows: Int) -> Matrix {

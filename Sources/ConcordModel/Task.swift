@@ -22,7 +22,7 @@ public struct TaskBatch {
   public var labels: UnsafePointer<Int32>
   /// Whether each augmentation kind made each row, `[2 * pairCount, augmentationCount]`, 0 or 1.
   public var augmentationLabels: Matrix
-  /// The number of images; the batch holds twice as many rows.
+  /// The number of images; the batch has twice as many rows.
   public var pairCount: Int
 
   /// Creates a batch description over existing views.

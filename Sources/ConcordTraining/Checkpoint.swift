@@ -6,12 +6,12 @@ import Foundation
 
 /// Checkpoints: everything the next step reads, in one safetensors file.
 ///
-/// Tensors: each parameter under its layout name (`encoder.0.weight`, ...), Adam's moments
-/// under `adam.first_moment.<name>` and `adam.second_moment.<name>`, the BYOL target under
-/// `target.<name>`, the GradNorm task weights and initial losses as `F64` tensors
-/// `balancer.task_weights` and `balancer.initial_losses` (double precision, as the balancer
-/// keeps them, so that a resumed run continues bit for bit), and the counters `step` and
-/// `adam.step` as `I64`. The `__metadata__` map holds `format_version`, `step`, `epoch`,
+/// Tensors: each parameter under its layout name (`encoder.0.weight`, ...), and Adam's
+/// moments under `adam.first_moment.<name>` and `adam.second_moment.<name>`. The BYOL target
+/// is under `target.<name>`. The GradNorm task weights and initial losses are `F64` tensors
+/// `balancer.task_weights` and `balancer.initial_losses`, in double precision as the balancer
+/// keeps them, so that a resumed run continues bit for bit. The counters `step` and
+/// `adam.step` are `I64`. The `__metadata__` map holds `format_version`, `step`, `epoch`,
 /// `tasks`, `balancer` and the whole configuration as JSON.
 ///
 /// Random streams are keyed by the step, so the data order, the augmentations and the
@@ -33,8 +33,8 @@ enum Checkpoint {
     if let target = model.target {
       for slot in model.targetLayout.slots { file.append(tensor(slot.name, slot, target)) }
     }
-    file.append(doubles("balancer.task_weights", trainer.balancer.taskWeights))
-    file.append(doubles("balancer.initial_losses", trainer.balancer.initialLosses ?? []))
+    file.append(doubleTensor("balancer.task_weights", trainer.balancer.taskWeights))
+    file.append(doubleTensor("balancer.initial_losses", trainer.balancer.initialLosses ?? []))
     file.append(SafeTensors.Tensor(name: "step", shape: [1], int64s: [Int64(trainer.step)]))
     file.append(
       SafeTensors.Tensor(
@@ -80,11 +80,12 @@ enum Checkpoint {
       }
     }
     let taskCount = model.taskCount
-    let weights = try readDoubles(file, "balancer.task_weights", path: path)
-    let initial = try readDoubles(file, "balancer.initial_losses", path: path)
+    let weights = try doubles(file, "balancer.task_weights", path: path)
+    let initial = try doubles(file, "balancer.initial_losses", path: path)
     guard weights.count == taskCount, initial.isEmpty || initial.count == taskCount else {
       throw TrainingError(
-        "\(path): balancer state holds \(weights.count) task weights, expected \(taskCount)")
+        "\(path): invalid balancer state: \(weights.count) task weights, expected \(taskCount); "
+          + "the checkpoint is damaged")
     }
     trainer.balancer.taskWeights = weights
     trainer.balancer.initialLosses = initial.isEmpty ? nil : initial
@@ -121,7 +122,7 @@ enum Checkpoint {
     }
   }
 
-  /// The newest checkpoint in `directory`, or nil if it holds none.
+  /// Returns the newest checkpoint in `directory`, or nil if there is none.
   static func newest(in directory: String) -> String? {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
     let checkpoints = names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") }
@@ -150,29 +151,5 @@ enum Checkpoint {
   {
     SafeTensors.Tensor(
       name: name, shape: slot.shape, floats: UnsafeBufferPointer(elements(slot, buffer)))
-  }
-
-  private static func doubles(_ name: String, _ values: [Double]) -> SafeTensors.Tensor {
-    var bytes: [UInt8] = []
-    bytes.reserveCapacity(8 * values.count)
-    for value in values {
-      withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
-    }
-    return SafeTensors.Tensor(name: name, dtype: .f64, shape: [values.count], bytes: bytes)
-  }
-
-  private static func readDoubles(_ file: SafeTensors, _ name: String, path: String) throws
-    -> [Double]
-  {
-    guard let tensor = file.tensor(named: name), tensor.dtype == .f64 else {
-      throw TrainingError("\(path): tensor \(name) (F64) is missing: the checkpoint is incomplete")
-    }
-    return tensor.bytes.withUnsafeBytes { raw in
-      (0..<tensor.elementCount).map { i in
-        Double(
-          bitPattern: UInt64(
-            littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))
-      }
-    }
   }
 }

@@ -8,7 +8,7 @@ import ConcordTensors
 /// the encoder's representation.
 ///
 /// The kNN classifier takes the training set's features, L2-normalised, as its memory
-/// bank; each test image takes the `k` nearest by cosine similarity, and each neighbour
+/// bank. Each test image takes the `k` nearest by cosine similarity, and each neighbour
 /// votes for its label with weight `exp(similarity / 0.07)`, as in Wu et al., "Unsupervised
 /// Feature Learning via Non-Parametric Instance Discrimination" (CVPR 2018).
 ///
@@ -55,7 +55,7 @@ enum Evaluation {
       testAccuracy: hasSupervised ? counts[0] / total : nil, knnAccuracy: counts[1] / total)
   }
 
-  /// The encoder's features of `range` of `dataset`, `[range.count, featureSize]`, computed
+  /// Computes the encoder's features of `range` of `dataset`, `[range.count, featureSize]`,
   /// in chunks of the model's batch capacity.
   static func features(model: MultiTaskModel, dataset: Dataset, range: Range<Int>) -> Matrix {
     let d = model.configuration.featureSize
@@ -98,7 +98,7 @@ enum Evaluation {
     return correct
   }
 
-  /// The number of `query` rows whose weighted kNN vote over `bank` gives their label.
+  /// Counts the `query` rows whose weighted kNN vote over `bank` gives their label.
   /// Both matrices hold L2-normalised rows.
   static func knnCorrect(
     query: Matrix, queryLabels: [Int32], offset: Int, bank: Matrix, bankLabels: [Int32],

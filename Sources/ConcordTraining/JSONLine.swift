@@ -3,7 +3,7 @@ import Foundation
 /// A JSON object written key by key, so that keys keep the order they were added in.
 ///
 /// Metrics lines keep a fixed key order, which makes them easy to read by eye and to
-/// compare with `diff`; `JSONSerialization` does not keep insertion order.
+/// compare with `diff`. `JSONSerialization` does not keep insertion order.
 struct JSONLine {
   private var parts: [String] = []
 

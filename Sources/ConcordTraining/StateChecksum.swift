@@ -3,7 +3,7 @@ import ConcordTensors
 /// A 64-bit FNV-1a hash of the bytes of a rank's training state.
 ///
 /// Ranks must hold bit-identical parameters, optimizer moments, BYOL target and task
-/// weights after every step; comparing one hash per rank detects any difference without
+/// weights after every step. Comparing one hash per rank detects a difference without
 /// sending the state itself.
 struct StateChecksum {
   private(set) var value: UInt64 = 0xCBF2_9CE4_8422_2325

@@ -126,7 +126,7 @@ public final class Trainer {
   /// every rank, so that all ranks agree even when their clocks or file systems differ.
   ///
   /// An empty `--out` means `runs/<UTC timestamp>`, or with `--resume latest` the newest
-  /// folder in `runs/`, or with `--resume PATH` the run folder that holds `PATH`.
+  /// folder in `runs/`, or with `--resume PATH` the run folder that contains `PATH`.
   static func resolvePaths(_ c: TrainingConfiguration, _ communicator: Communicator) throws
     -> (runDirectory: String, resumePath: String)
   {
@@ -275,7 +275,7 @@ public final class Trainer {
     return summary
   }
 
-  /// One optimizer step: local gradients, allreduce, balancing, Adam, BYOL target.
+  /// Runs one optimizer step: local gradients, allreduce, balancing, Adam, BYOL target.
   private func trainStep(localBatch b: Int) throws -> BalancingResult? {
     loader.load(step: step)
     input.rows(0..<b).copy(from: loader.view1)
@@ -291,7 +291,7 @@ public final class Trainer {
     model.computeTaskGradients(batch: batch)
 
     // One allreduce carries every task's gradients and losses; the mean over ranks equals
-    // the gradient of the global batch because every rank holds the same number of images.
+    // the gradient of the global batch because every rank has the same number of images.
     let reduce = model.reduceBuffer
     try communicator.allreduceSum(reduce.baseAddress, count: reduce.count)
     BLAS.scale(reduce.baseAddress, by: 1 / Float(communicator.size), count: reduce.count)
@@ -299,11 +299,20 @@ public final class Trainer {
     // From here on every rank computes the same values from the same bytes.
     for t in 0..<model.taskCount { lossValues[t] = Double(model.losses[t]) }
     model.taskGram(into: &gram, lastLayerNormSquares: &normSquares)
+    if configuration.gradNormLayer == "shared" {
+      for t in 0..<model.taskCount { normSquares[t] = gram[t * model.taskCount + t] }
+    }
+    // A NaN or infinity anywhere in a task's gradient makes its Gram row non-finite, so this
+    // test covers every reduced gradient and loss. Every rank sees the same reduced values
+    // and skips alike.
     guard lossValues.allSatisfy(\.isFinite), gram.allSatisfy(\.isFinite) else {
       consecutiveSkips += 1
-      warn(
-        rank: communicator.rank,
-        "step \(step): non-finite loss or gradient (losses \(lossValues)); step skipped")
+      if communicator.isRoot {
+        warn(
+          rank: communicator.rank,
+          "step \(step): non-finite loss or gradient (losses \(lossValues)); step skipped on "
+            + "every rank")
+      }
       if consecutiveSkips >= 3 {
         throw TrainingError(
           "steps \(step - 2) to \(step) had non-finite losses or gradients: lower --lr or "
@@ -320,6 +329,8 @@ public final class Trainer {
     let input = BalancingInput(
       taskCount: model.taskCount, gram: gram, gradNormSquares: normSquares, losses: lossValues,
       taskOrder: taskOrder)
+    let weightsBefore = balancer.taskWeights
+    let initialLossesBefore = balancer.initialLosses ?? lossValues
     balancer.balance(input, into: &balancing)
     let result = balancing
     for t in 0..<model.taskCount {
@@ -327,6 +338,9 @@ public final class Trainer {
       taskWeights[t] = Float(result.taskWeights[t])
     }
     model.formUpdate(coefficients: coefficients, taskWeights: taskWeights)
+    if step == configuration.dumpGradientsStep {
+      try dumpGradients(input: input, weights: weightsBefore, initialLosses: initialLossesBefore)
+    }
     optimizer.update(
       parameters: model.parameters.baseAddress, gradients: model.update.baseAddress,
       count: model.layout.count)
@@ -334,7 +348,38 @@ public final class Trainer {
     return result
   }
 
-  /// Checks that every rank holds the same state, by comparing one checksum per rank.
+  /// Writes the balancer's inputs of this step for `concord balance` (rank 0), and checks
+  /// that every rank formed the same update direction.
+  private func dumpGradients(input: BalancingInput, weights: [Double], initialLosses: [Double])
+    throws
+  {
+    let blocks = model.encoder.gradientBlocks
+    let lastWeightStart = blocks.dropLast(2).reduce(0) { $0 + $1.columns }
+    let range =
+      configuration.gradNormLayer == "shared"
+      ? 0..<model.encoderParameterCount
+      : lastWeightStart..<(lastWeightStart + blocks[blocks.count - 2].columns)
+    let path = "\(runDirectory)/gradients-step-\(step).safetensors"
+    try collectively(communicator) {
+      guard communicator.isRoot else { return }
+      try GradientDump.write(
+        model: model, input: input, weights: weights, initialLosses: initialLosses,
+        gradNormRange: range, configuration: configuration, step: step, to: path)
+    }
+    var checksum = StateChecksum()
+    checksum.add(model.update)
+    let all = try communicator.allgather(Int64(bitPattern: checksum.value))
+    guard all.allSatisfy({ $0 == all[0] }) else {
+      throw TrainingError(
+        "step \(step): the update direction differs between ranks", isCollective: true)
+    }
+    log.print(
+      "concord: wrote \(path); update direction checksum "
+        + "\(String(format: "%016llx", checksum.value)) identical on all \(communicator.size) ranks"
+    )
+  }
+
+  /// Checks that every rank has the same state, by comparing one checksum per rank.
   ///
   /// - Throws: ``TrainingError`` on every rank, naming the ranks that differ from rank 0.
   func verifyRanksAgree() throws {
@@ -378,6 +423,14 @@ public final class Trainer {
     let losses = interval.meanLosses
     let weights = result?.taskWeights ?? Array(repeating: .nan, count: names.count)
     let norms = result?.gradNorms ?? normSquares.map { $0.squareRoot() }
+    let targets = result?.targets ?? Array(repeating: .nan, count: names.count)
+    var cosines: [(String, Double)] = []
+    for i in 0..<names.count {
+      for j in (i + 1)..<names.count {
+        let value = result?.cosineSimilarities[i * names.count + j] ?? .nan
+        cosines.append(("\(names[i])/\(names[j])", value))
+      }
+    }
 
     var line = JSONLine()
     line.add("step", step)
@@ -385,6 +438,8 @@ public final class Trainer {
     line.add("loss", Array(zip(names, losses)))
     line.add("weight", Array(zip(names, weights)))
     line.add("grad_norm", Array(zip(names, norms)))
+    line.add("target", Array(zip(names, targets)))
+    line.add("cosine", cosines)
     line.add("projections", interval.projections)
     line.add("skipped", interval.skipped)
     line.add("lr", Double(optimizer.learningRate))
@@ -402,6 +457,12 @@ public final class Trainer {
   }
 
   private func saveCheckpoint() throws {
+    // Every rank holds the same parameters, so every rank reaches the same verdict.
+    guard model.parameters.elements.allSatisfy(\.isFinite) else {
+      throw TrainingError(
+        "step \(step): the parameters hold NaN or infinity, so no checkpoint was written: "
+          + "lower --lr", isCollective: true)
+    }
     guard communicator.isRoot else { return }
     let path = String(format: "%@/checkpoints/step-%07d.safetensors", runDirectory, step)
     try Checkpoint.save(trainer: self, to: path)

@@ -10,7 +10,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// The run folder; empty means `runs/<UTC timestamp>`.
   public var outputDirectory = ""
   /// Passes over the training set; used when ``steps`` is not set.
-  public var epochs = 15
+  public var epochs = 30
   /// Total optimizer steps of the run, counted from step 0 also when resuming; 0 means
   /// `epochs` times the steps of one epoch.
   public var steps = 0
@@ -40,6 +40,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var gradNormAlpha: Double = 1.5
   /// The learning rate of the GradNorm task weights.
   public var gradNormLearningRate: Double = 0.025
+  /// Where GradNorm measures gradient norms: `last` (the last shared layer's weight, as the
+  /// paper does) or `shared` (all shared parameters).
+  public var gradNormLayer = "last"
+  /// The step whose balancing inputs are written to `gradients-step-N.safetensors`; -1: none.
+  public var dumpGradientsStep = -1
   /// OpenBLAS threads per rank; 0 picks the cores of the host divided by the ranks on it.
   public var blasThreads = 0
   /// Use only the first N training images (0: all); for quick runs and tests.
@@ -54,7 +59,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// Creates the default configuration.
   public init() {}
 
-  /// The model shape that these settings describe, for a dataset of the given image size.
+  /// Returns the model shape that these settings describe, for a dataset of the given image size.
   public func modelConfiguration(inputSize: Int, classCount: Int, augmentationCount: Int)
     -> ModelConfiguration
   {

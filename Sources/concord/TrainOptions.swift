@@ -21,7 +21,7 @@ let trainOptions: [TrainOption] = [
     help: "run folder for metrics, checkpoints and eval.json (default runs/<UTC timestamp>)"
   ) { $0.outputDirectory = try nonEmpty($1, "--out") },
   TrainOption(
-    name: "--epochs", value: "N", help: "passes over the training set (default 15)"
+    name: "--epochs", value: "N", help: "passes over the training set (default 30)"
   ) { $0.epochs = try positive($1, "--epochs") },
   TrainOption(
     name: "--steps", value: "N",
@@ -102,6 +102,24 @@ let trainOptions: [TrainOption] = [
     name: "--gradnorm-lr", value: "X", help: "GradNorm task-weight learning rate (default 0.025)"
   ) { $0.gradNormLearningRate = try positiveReal($1, "--gradnorm-lr") },
   TrainOption(
+    name: "--gradnorm-layer", value: "last|shared",
+    help: "GradNorm norms on the last shared layer's weight or on all shared parameters"
+  ) { configuration, value in
+    guard value == "last" || value == "shared" else {
+      throw UsageError("invalid --gradnorm-layer \(value): pass last or shared")
+    }
+    configuration.gradNormLayer = value
+  },
+  TrainOption(
+    name: "--dump-gradients", value: "STEP",
+    help: "write the balancer's inputs at STEP (from 0) to OUT/gradients-step-STEP.safetensors"
+  ) { configuration, value in
+    guard let step = Int(value), step >= 0 else {
+      throw UsageError("invalid --dump-gradients \(value): pass a step number >= 0")
+    }
+    configuration.dumpGradientsStep = step
+  },
+  TrainOption(
     name: "--blas-threads", value: "N",
     help: "OpenBLAS threads per rank (default: cores of the host / ranks on it)"
   ) { $0.blasThreads = try positive($1, "--blas-threads") },
@@ -143,7 +161,7 @@ func parseTrainArguments(_ arguments: [String]) throws -> TrainingConfiguration 
   return configuration
 }
 
-/// The usage text of `concord train`.
+/// Returns the usage text of `concord train`.
 func trainUsage() -> String {
   var lines = [
     "usage: concord train [FLAGS]",
@@ -170,7 +188,7 @@ private func unknownFlagMessage(_ flag: String) -> String {
   return "unknown flag \(flag): concord train --help lists the flags"
 }
 
-/// The Levenshtein distance between two strings.
+/// Returns the Levenshtein distance between two strings.
 func editDistance(_ a: String, _ b: String) -> Int {
   let a = Array(a)
   let b = Array(b)

@@ -26,6 +26,7 @@ let topUsage = """
 
   commands:
     train    train the shared encoder and task heads (concord train --help)
+    balance  replay one gradient balancing step (concord balance --help)
   """
 
 var arguments = Array(CommandLine.arguments.dropFirst())
@@ -45,9 +46,12 @@ case "train":
     exit(0)
   }
   exit(train(arguments: arguments))
+case "balance":
+  exit(balance(arguments: arguments))
 default:
   printError(
-    "unknown command \(command): pass train (concord --help lists the commands)", rank: nil)
+    "unknown command \(command): pass train or balance (concord --help lists the commands)",
+    rank: nil)
   exit(usageExitCode)
 }
 

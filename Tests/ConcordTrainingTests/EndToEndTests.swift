@@ -133,3 +133,64 @@ struct EndToEndTests {
     #expect(result.standardError.contains(out + "/nowhere"))
   }
 }
+
+@Suite(.serialized, .enabled(if: hasFashionMNIST, "Fashion-MNIST is not installed"))
+struct BalancingEndToEndTests {
+  /// Four tasks on two ranks form bit-identical update directions, and the dumped step
+  /// replays to the weights the run logged.
+  @Test func dumpedStepReplaysOnEveryBalancer() throws {
+    let out = try makeTemporaryDirectory()
+    let result = try mpirun(
+      ranks: 2, smallRun(out: out, steps: 4, extra: ["--dump-gradients", "2", "--log-every", "1"]))
+    #expect(result.status == 0, "\(result.standardError)")
+    #expect(
+      result.standardOutput.contains("update direction checksum")
+        && result.standardOutput.contains("identical on all 2 ranks"), "\(result.standardOutput)")
+    let dump = out + "/gradients-step-2.safetensors"
+    #expect(FileManager.default.fileExists(atPath: dump))
+
+    // The line logged after 4 steps holds the weights used by step 3 (counting from 0):
+    // those that step 2's GradNorm update produced.
+    let lines = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8)
+      .split(separator: "\n")
+    let fourth = try JSONSerialization.jsonObject(with: Data(lines[3].utf8)) as! [String: Any]
+    let logged = fourth["weight"] as! [String: Double]
+
+    let replay = try run(concordBinary(), ["balance", "--input", dump])
+    #expect(replay.status == 0, "\(replay.standardError)")
+    let output =
+      try JSONSerialization.jsonObject(with: Data(replay.standardOutput.utf8))
+      as! [String: Any]
+    let weights = output["weights"] as! [Double]
+    for (index, task) in ["supervised", "simclr", "byol", "augpred"].enumerated() {
+      #expect(abs(weights[index] - logged[task]!) <= 1e-4 * logged[task]!, "\(task)")
+    }
+    let cosines = output["cosines"] as! [[Double]]
+    #expect(cosines.count == 4)
+    #expect(cosines.indices.allSatisfy { abs(cosines[$0][$0] - 1) < 1e-6 })
+
+    for balancer in ["equal", "pcgrad", "gradnorm"] {
+      let other = try run(concordBinary(), ["balance", "--input", dump, "--balancer", balancer])
+      #expect(other.status == 0, "\(balancer): \(other.standardError)")
+    }
+  }
+
+  /// An exploding learning rate makes the losses non-finite: the run skips those steps,
+  /// stops after three in a row, and leaves no checkpoint with NaN or infinity.
+  @Test func nonFiniteLossesStopTheRun() throws {
+    let out = try makeTemporaryDirectory()
+    let result = try mpirun(
+      ranks: 2,
+      smallRun(out: out, steps: 20, extra: ["--lr", "1e30", "--checkpoint-every", "1"]))
+    #expect(result.status == 1, "\(result.standardError)")
+    #expect(result.standardError.contains("non-finite"), "\(result.standardError)")
+    let names = try FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints")
+    for name in names where name.hasSuffix(".safetensors") {
+      let file = try SafeTensors.read(path: out + "/checkpoints/" + name)
+      for tensor in file.tensors where tensor.dtype == .f32 {
+        #expect(try file.floats(tensor.name).allSatisfy(\.isFinite), "\(name): \(tensor.name)")
+      }
+    }
+    #expect(!FileManager.default.fileExists(atPath: out + "/eval.json"))
+  }
+}
