@@ -247,15 +247,34 @@ public final class MultiTaskModel {
   /// Runs the encoder and every head on `batch` and fills ``reduceBuffer`` with each task's
   /// loss and gradients on the local batch.
   public func computeTaskGradients(batch: TaskBatch) {
+    let features = forward(batch: batch)
+    for t in 0..<taskCount {
+      computeHeadGradients(task: t, features: features, batch: batch)
+    }
+    backwardEncoder(rows: batch.input.rows)
+  }
+
+  /// Runs the encoder on `batch` and returns the features, `[rows, featureSize]`: the first
+  /// of the three parts of ``computeTaskGradients(batch:)``.
+  @discardableResult
+  public func forward(batch: TaskBatch) -> Matrix {
     let rows = batch.input.rows
     precondition(rows == 2 * batch.pairCount && rows <= capacity, "batch of \(rows) rows")
-    let features = encoder.forward(batch.input)
-    for (t, head) in heads.enumerated() {
-      let loss = head.lossAndGradients(
-        features: features, batch: batch,
-        featuresGradient: encoder.featuresGradient(task: t, rows: rows))
-      reduceBuffer.baseAddress[lossOffset + t] = loss
-    }
+    return encoder.forward(batch.input)
+  }
+
+  /// Computes task `task`'s loss, its head's gradients and its gradient on the features,
+  /// after ``forward(batch:)``: the second part of ``computeTaskGradients(batch:)``.
+  public func computeHeadGradients(task: Int, features: Matrix, batch: TaskBatch) {
+    let loss = heads[task].lossAndGradients(
+      features: features, batch: batch,
+      featuresGradient: encoder.featuresGradient(task: task, rows: features.rows))
+    reduceBuffer.baseAddress[lossOffset + task] = loss
+  }
+
+  /// Computes every task's encoder gradients once every head has run: the last part of
+  /// ``computeTaskGradients(batch:)``.
+  public func backwardEncoder(rows: Int) {
     encoder.backward(rows: rows, ones: ones.baseAddress)
   }
 

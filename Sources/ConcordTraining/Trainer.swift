@@ -53,6 +53,8 @@ public final class Trainer {
   private let coefficients: UnsafeMutablePointer<Float>
   private let taskWeights: UnsafeMutablePointer<Float>
   private var consecutiveSkips = 0
+  /// The phase timer of every step.
+  public let recorder: StepRecorder
 
   /// Builds the trainer: loads the data, creates or restores the model, and prepares the
   /// run folder on rank 0.
@@ -105,6 +107,7 @@ public final class Trainer {
     lossValues = Array(repeating: 0, count: t)
     taskOrder = PCGrad.taskOrder(seed: c.seed, step: 0, taskCount: t)
     balancing = BalancingResult(taskCount: t)
+    recorder = StepRecorder(keepsIntervals: false)
     coefficients = .allocate(capacity: t)
     taskWeights = .allocate(capacity: t)
 
@@ -276,7 +279,10 @@ public final class Trainer {
   }
 
   /// Runs one optimizer step: local gradients, allreduce, balancing, Adam, BYOL target.
-  private func trainStep(localBatch b: Int) throws -> BalancingResult? {
+  func trainStep(localBatch b: Int) throws -> BalancingResult? {
+    recorder.step = step
+    defer { recorder.end() }
+    recorder.begin(.data)
     loader.load(step: step)
     input.rows(0..<b).copy(from: loader.view1)
     input.rows(b..<(2 * b)).copy(from: loader.view2)
@@ -288,15 +294,24 @@ public final class Trainer {
     }
     let batch = TaskBatch(
       input: input, labels: labels, augmentationLabels: augmentationLabels, pairCount: b)
-    model.computeTaskGradients(batch: batch)
+    recorder.begin(.forward)
+    let features = model.forward(batch: batch)
+    for t in 0..<model.taskCount {
+      recorder.begin(.task(t))
+      model.computeHeadGradients(task: t, features: features, batch: batch)
+    }
+    recorder.begin(.encoderBackward)
+    model.backwardEncoder(rows: 2 * b)
 
     // One allreduce carries every task's gradients and losses; the mean over ranks equals
     // the gradient of the global batch because every rank has the same number of images.
+    recorder.begin(.allreduce)
     let reduce = model.reduceBuffer
     try communicator.allreduceSum(reduce.baseAddress, count: reduce.count)
     BLAS.scale(reduce.baseAddress, by: 1 / Float(communicator.size), count: reduce.count)
 
     // From here on every rank computes the same values from the same bytes.
+    recorder.begin(.balancing)
     for t in 0..<model.taskCount { lossValues[t] = Double(model.losses[t]) }
     model.taskGram(into: &gram, lastLayerNormSquares: &normSquares)
     if configuration.gradNormLayer == "shared" {
@@ -341,6 +356,7 @@ public final class Trainer {
     if step == configuration.dumpGradientsStep {
       try dumpGradients(input: input, weights: weightsBefore, initialLosses: initialLossesBefore)
     }
+    recorder.begin(.optimizer)
     optimizer.update(
       parameters: model.parameters.baseAddress, gradients: model.update.baseAddress,
       count: model.layout.count)
@@ -464,6 +480,8 @@ public final class Trainer {
           + "lower --lr", isCollective: true)
     }
     guard communicator.isRoot else { return }
+    recorder.begin(.checkpoint)
+    defer { recorder.end() }
     let path = String(format: "%@/checkpoints/step-%07d.safetensors", runDirectory, step)
     try Checkpoint.save(trainer: self, to: path)
   }
