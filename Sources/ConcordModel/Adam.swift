@@ -102,12 +102,33 @@ public final class Adam {
     let oneMinusBeta2 = 1 - beta2
     let m = firstMoment.baseAddress
     let v = secondMoment.baseAddress
-    for i in 0..<count {
+
+    // Eight lanes at a time: each lane does the same IEEE operations in the same order as
+    // the scalar tail, so the result does not depend on where the vector part ends.
+    typealias Lanes = SIMD8<Float>
+    let width = Lanes.scalarCount
+    var i = 0
+    while i + width <= count {
+      let g = UnsafeRawPointer(gradients + i).loadUnaligned(as: Lanes.self)
+      var mi = UnsafeRawPointer(m + i).loadUnaligned(as: Lanes.self)
+      var vi = UnsafeRawPointer(v + i).loadUnaligned(as: Lanes.self)
+      var p = UnsafeRawPointer(parameters + i).loadUnaligned(as: Lanes.self)
+      mi += oneMinusBeta1 * (g - mi)
+      vi = beta2 * vi + oneMinusBeta2 * g * g
+      let denominator = vi.squareRoot() / correction2Root + epsilon
+      p -= stepSize * mi / denominator
+      UnsafeMutableRawPointer(m + i).storeBytes(of: mi, as: Lanes.self)
+      UnsafeMutableRawPointer(v + i).storeBytes(of: vi, as: Lanes.self)
+      UnsafeMutableRawPointer(parameters + i).storeBytes(of: p, as: Lanes.self)
+      i += width
+    }
+    while i < count {
       let g = gradients[i]
       m[i] += oneMinusBeta1 * (g - m[i])
       v[i] = beta2 * v[i] + oneMinusBeta2 * g * g
       let denominator = v[i].squareRoot() / correction2Root + epsilon
       parameters[i] -= stepSize * m[i] / denominator
+      i += 1
     }
   }
 

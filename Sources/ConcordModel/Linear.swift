@@ -75,8 +75,9 @@ public enum ReLU {
   /// Replaces every negative element of `matrix` by zero.
   public static func forward(_ matrix: Matrix) {
     for r in 0..<matrix.rows {
-      let row = matrix.row(r)
-      for c in 0..<row.count where row[c] < 0 { row[c] = 0 }
+      let row = matrix.base + r * matrix.rowStride
+      // A select rather than a branch, so that the loop vectorizes; NaN stays NaN.
+      for c in 0..<matrix.columns { row[c] = row[c] < 0 ? 0 : row[c] }
     }
   }
 
@@ -90,12 +91,12 @@ public enum ReLU {
       "ReLU gradient [\(gradient.rows), \(gradient.columns)] vs output [\(output.rows), \(output.columns)]"
     )
     let blocks = gradient.columns / output.columns
+    let width = output.columns
     for r in 0..<output.rows {
-      let mask = output.row(r)
-      let row = gradient.row(r)
+      let mask = output.base + r * output.rowStride
       for b in 0..<blocks {
-        let offset = b * output.columns
-        for c in 0..<output.columns where mask[c] <= 0 { row[offset + c] = 0 }
+        let row = gradient.base + r * gradient.rowStride + b * width
+        for c in 0..<width { row[c] = mask[c] > 0 ? row[c] : 0 }
       }
     }
   }

@@ -274,8 +274,10 @@ public final class MultiTaskModel {
 
   /// Computes every task's encoder gradients once every head has run: the last part of
   /// ``computeTaskGradients(batch:)``.
-  public func backwardEncoder(rows: Int) {
-    encoder.backward(rows: rows, ones: ones.baseAddress)
+  ///
+  /// - Parameter observer: told of each region of ``reduceBuffer`` as soon as it is final.
+  public func backwardEncoder(rows: Int, observer: GradientObserver? = nil) {
+    encoder.backward(rows: rows, ones: ones.baseAddress, observer: observer)
   }
 
   /// Computes the Gram matrix of the per-task encoder gradients, `G[i][j] = g_i . g_j`
@@ -328,11 +330,18 @@ public final class MultiTaskModel {
     let online = parameters.baseAddress
     let encoderCount = encoderParameterCount
     let t = target.baseAddress
-    for i in 0..<encoderCount { t[i] = decay * t[i] + (1 - decay) * online[i] }
-    let p = projectorRange
-    for i in 0..<p.count {
-      t[encoderCount + i] = decay * t[encoderCount + i] + (1 - decay) * online[p.lowerBound + i]
-    }
+    movingAverage(t, online, count: encoderCount, decay: decay)
+    movingAverage(
+      t + encoderCount, online + projectorRange.lowerBound, count: projectorRange.count,
+      decay: decay)
+  }
+
+  private func movingAverage(
+    _ average: UnsafeMutablePointer<Float>, _ value: UnsafePointer<Float>, count: Int,
+    decay: Float
+  ) {
+    let keep = 1 - decay
+    for i in 0..<count { average[i] = decay * average[i] + keep * value[i] }
   }
 
   /// Sets the BYOL target to the online network's encoder and projector.

@@ -1,5 +1,11 @@
 import ConcordTensors
 
+/// Receives regions of a gradient buffer as soon as their values are final.
+public protocol GradientObserver: AnyObject {
+  /// Called once per region, in the order the regions become final.
+  func gradientsReady(_ start: UnsafeMutablePointer<Float>, count: Int)
+}
+
 /// The encoder that all tasks share, with a backward pass that gives each task its own gradient.
 ///
 /// PCGrad and GradNorm need one gradient per task on the shared parameters, so
@@ -7,7 +13,8 @@ import ConcordTensors
 /// gradients of the encoder output are stacked side by side, task t in columns
 /// `t * width ..< (t + 1) * width` of one `[n, T * width]` matrix. One GEMM per
 /// layer then gives the weight gradients of all tasks, laid out `[T * outputs, inputs]`,
-/// which is task after task, each a contiguous `[outputs, inputs]` block.
+/// which is task after task, each a contiguous `[outputs, inputs]` block, and one GEMM
+/// propagates the deltas of all tasks to the layer below.
 ///
 /// Per-task gradients live in a caller-provided region (the buffer that the
 /// ranks allreduce), layer by layer: the weight block `[T, outputs * inputs]`,
@@ -70,32 +77,58 @@ public final class SharedEncoder {
 
   /// Computes every task's gradient on every encoder parameter from the features gradients.
   ///
+  /// The gradients become final layer by layer, from the last layer to the first. When an
+  /// `observer` is given, it hears of each region as soon as it is final, so that its
+  /// allreduce can start while the rest of the backward pass runs. The first layer's weight
+  /// gradients, the largest block and the last to be computed, are then computed and reported
+  /// task by task, so that only the last task's share waits at the end.
+  ///
   /// - Parameters:
   ///   - rows: the batch size of the last forward pass.
   ///   - ones: at least `rows` ones.
-  public func backward(rows: Int, ones: UnsafePointer<Float>) {
+  ///   - observer: told of each final region of the gradient storage, in order.
+  public func backward(
+    rows: Int, ones: UnsafePointer<Float>, observer: GradientObserver? = nil
+  ) {
     let layers = network.layers
     for i in stride(from: layers.count - 1, through: 0, by: -1) {
       let layer = layers[i]
       let delta = wideDeltas[i].rows(0..<rows)
       ReLU.backward(output: network.activations[i], gradient: delta)
       let input = i == 0 ? networkInput(rows: rows) : network.activations[i - 1]
-
-      // All tasks' weight gradients at once: [T * outputs, n] x [n, inputs].
       let weightBlock = gradientBlocks[2 * i]
+      let biasBlock = gradientBlocks[2 * i + 1]
+
+      // All tasks' weight gradients at once: [T * outputs, n] x [n, inputs], task after task.
       let weights = Matrix(
         owner: weightBlock.owner, base: weightBlock.base, rows: taskCount * layer.outputSize,
         columns: layer.inputSize)
-      BLAS.gemm(delta, transposeA: true, input, into: weights)
-      BLAS.gemv(delta, transpose: true, ones, into: gradientBlocks[2 * i + 1].base)
+      BLAS.gemv(delta, transpose: true, ones, into: biasBlock.base)
+      if i == 0, let observer {
+        observer.gradientsReady(biasBlock.base, count: biasBlock.count)
+        for t in 0..<taskCount {
+          let outputs = t * layer.outputSize..<(t + 1) * layer.outputSize
+          BLAS.gemm(delta.columns(outputs), transposeA: true, input, into: weights.rows(outputs))
+          observer.gradientsReady(weightBlock.row(t).baseAddress!, count: weightBlock.columns)
+        }
+      } else {
+        BLAS.gemm(delta, transposeA: true, input, into: weights)
+        // The weight block and the bias block follow each other in the storage.
+        observer?.gradientsReady(weightBlock.base, count: weightBlock.count + biasBlock.count)
+      }
 
+      // All tasks' deltas at once: the [n, T * outputs] deltas, read as [n * T, outputs],
+      // times W give [n * T, inputs], which is the next layer's [n, T * inputs] layout.
       guard i > 0 else { break }
       let below = wideDeltas[i - 1].rows(0..<rows)
-      for t in 0..<taskCount {
-        BLAS.gemm(
-          delta.columns(t * layer.outputSize..<(t + 1) * layer.outputSize), layer.weight,
-          into: below.columns(t * layer.inputSize..<(t + 1) * layer.inputSize))
-      }
+      BLAS.gemm(
+        Matrix(
+          owner: delta.owner, base: delta.base, rows: rows * taskCount,
+          columns: layer.outputSize),
+        layer.weight,
+        into: Matrix(
+          owner: below.owner, base: below.base, rows: rows * taskCount,
+          columns: layer.inputSize))
     }
   }
 

@@ -1,7 +1,30 @@
 import COpenBLAS
 
+/// The shape of one matrix product `op(a) [m, k] x op(b) [k, n]`.
+public struct GEMMShape: Sendable, Hashable {
+  /// Rows of the result.
+  public var m: Int
+  /// Columns of the result.
+  public var n: Int
+  /// The shared dimension.
+  public var k: Int
+  /// Whether `a` is transposed.
+  public var transposeA: Bool
+  /// Whether `b` is transposed.
+  public var transposeB: Bool
+
+  /// Floating-point operations of the product, `2 m n k`.
+  public var flops: Int { 2 * m * n * k }
+}
+
 /// Matrix products and vector operations through OpenBLAS (CBLAS, row-major).
 public enum BLAS {
+  /// When set, every ``gemm(_:transposeA:_:transposeB:into:alpha:beta:)`` appends its shape
+  /// here; benchmarks use it to time `cblas_sgemm` alone on the shapes of a training step.
+  ///
+  /// Only for single-threaded use: nothing synchronises it.
+  nonisolated(unsafe) public static var recordedShapes: [GEMMShape]? = nil
+
   /// The number of threads OpenBLAS uses for one call.
   public static var threadCount: Int {
     get { Int(openblas_get_num_threads()) }
@@ -26,6 +49,8 @@ public enum BLAS {
       k == kb && c.rows == m && c.columns == n,
       "gemm shapes: op(a) [\(m), \(k)] x op(b) [\(kb), \(n)] into c [\(c.rows), \(c.columns)]")
     if m == 0 || n == 0 { return }
+    recordedShapes?.append(
+      GEMMShape(m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB))
     cblas_sgemm(
       CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans,
       transposeB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,

@@ -77,19 +77,25 @@ public struct RandomStream: Sendable {
     range.lowerBound + integer(below: range.count)
   }
 
-  /// Returns a standard normal sample (Box-Muller).
+  /// Returns a standard normal sample, by Marsaglia's polar method.
+  ///
+  /// The method draws points uniformly in the unit disc and needs one logarithm and one
+  /// square root per pair of samples, without trigonometric functions, which makes it
+  /// several times faster than Box-Muller in Double (image noise draws one sample per pixel).
   public mutating func normal() -> Float {
     if let spare = spareNormal {
       spareNormal = nil
       return spare
     }
-    var u1 = Double(uniform())
-    if u1 < 1e-12 { u1 = 1e-12 }
-    let u2 = Double(uniform())
-    let radius = (-2 * log(u1)).squareRoot()
-    let angle = 2 * Double.pi * u2
-    spareNormal = Float(radius * sin(angle))
-    return Float(radius * cos(angle))
+    while true {
+      let u = 2 * uniform() - 1
+      let v = 2 * uniform() - 1
+      let s = u * u + v * v
+      guard s > 0 && s < 1 else { continue }
+      let factor = (-2 * logf(s) / s).squareRoot()
+      spareNormal = v * factor
+      return u * factor
+    }
   }
 
   /// Returns a uniformly random permutation of `0..<count` (Fisher-Yates).

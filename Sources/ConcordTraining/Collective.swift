@@ -34,6 +34,9 @@ public func collectively<T>(_ communicator: Communicator, _ body: () throws -> T
   let flags = try communicator.allreduceMax(failed | (communicator.isRoot ? failed << 1 : 0))
   guard flags != 0 else { return try result.get() }
   switch result {
+  case .failure(let error as CollectiveFailure):
+    // Already agreed on in a nested call: keep who prints.
+    throw error
   case .failure(let error):
     throw CollectiveFailure(underlying: error, shouldPrint: communicator.isRoot || flags & 2 == 0)
   case .success:

@@ -30,7 +30,7 @@ public final class Trainer {
   let resumePath: String
   let trainSet: Dataset
   let testSet: Dataset
-  let loader: BatchLoader
+  let prefetcher: BatchPrefetcher
   let model: MultiTaskModel
   var balancer: any GradientBalancer
   let optimizer: Adam
@@ -38,11 +38,6 @@ public final class Trainer {
   let stepsPerEpoch: Int
   var step = 0
   private let log: MetricsLog
-
-  // The step's inputs, both views stacked: rows 0..<b first views, b..<2b second views.
-  private let input: Matrix
-  private let labels: UnsafeMutablePointer<Int32>
-  private let augmentationLabels: Matrix
 
   // Balancing work space, reused every step.
   private var gram: [Double]
@@ -55,12 +50,36 @@ public final class Trainer {
   private var consecutiveSkips = 0
   /// The phase timer of every step.
   public let recorder: StepRecorder
+  private let reducer: GradientReducer
 
   /// Builds the trainer: loads the data, creates or restores the model, and prepares the
   /// run folder on rank 0.
   ///
   /// - Throws: ``TrainingError`` naming the file, flag or value at fault.
-  public init(configuration: TrainingConfiguration, communicator: Communicator) throws {
+  public convenience init(configuration: TrainingConfiguration, communicator: Communicator)
+    throws
+  {
+    let c = configuration
+    // Reading may fail on some ranks only (a file missing on one host), so the ranks agree
+    // before the collectives of the designated initialiser.
+    let (trainSet, testSet) = try collectively(communicator) {
+      (
+        try Dataset.load(
+          directory: c.dataDirectory, split: .train, limit: c.trainLimit > 0 ? c.trainLimit : nil),
+        try Dataset.load(
+          directory: c.dataDirectory, split: .test, limit: c.testLimit > 0 ? c.testLimit : nil)
+      )
+    }
+    try self.init(
+      configuration: configuration, communicator: communicator, trainSet: trainSet,
+      testSet: testSet)
+  }
+
+  /// Builds the trainer on datasets already in memory.
+  public init(
+    configuration: TrainingConfiguration, communicator: Communicator, trainSet: Dataset,
+    testSet: Dataset
+  ) throws {
     self.configuration = configuration
     self.communicator = communicator
     let c = configuration
@@ -71,15 +90,15 @@ public final class Trainer {
     }
 
     (runDirectory, resumePath) = try Self.resolvePaths(c, communicator)
-    trainSet = try Dataset.load(
-      directory: c.dataDirectory, split: .train, limit: c.trainLimit > 0 ? c.trainLimit : nil)
-    testSet = try Dataset.load(
-      directory: c.dataDirectory, split: .test, limit: c.testLimit > 0 ? c.testLimit : nil)
+    self.trainSet = trainSet
+    self.testSet = testSet
     let sampler = try ShardedSampler(
       datasetCount: trainSet.count, globalBatchSize: c.batchSize, worldSize: communicator.size,
       rank: communicator.rank, seed: c.seed)
     stepsPerEpoch = sampler.stepsPerEpoch
-    loader = BatchLoader(dataset: trainSet, sampler: sampler, seed: c.seed)
+    prefetcher = BatchPrefetcher(
+      dataset: trainSet, sampler: sampler, seed: c.seed,
+      inBackground: Self.hasSpareCore(ranks: communicator.size))
     totalSteps = c.steps > 0 ? c.steps : c.epochs * stepsPerEpoch
 
     let localBatch = c.batchSize / communicator.size
@@ -99,15 +118,14 @@ public final class Trainer {
     optimizer = Adam(parameterCount: model.layout.count, learningRate: c.learningRate)
 
     let t = c.tasks.count
-    input = Matrix(rows: 2 * localBatch, columns: modelConfiguration.inputSize)
-    labels = .allocate(capacity: 2 * localBatch)
-    augmentationLabels = Matrix(rows: 2 * localBatch, columns: modelConfiguration.augmentationCount)
     gram = Array(repeating: 0, count: t * t)
     normSquares = Array(repeating: 0, count: t)
     lossValues = Array(repeating: 0, count: t)
     taskOrder = PCGrad.taskOrder(seed: c.seed, step: 0, taskCount: t)
     balancing = BalancingResult(taskCount: t)
     recorder = StepRecorder(keepsIntervals: false)
+    reducer = GradientReducer(
+      communicator: communicator, buffer: model.reduceBuffer, mode: c.allreduceMode)
     coefficients = .allocate(capacity: t)
     taskWeights = .allocate(capacity: t)
 
@@ -219,8 +237,14 @@ public final class Trainer {
     log.print("concord: resumed from \(path) at step \(step)")
   }
 
+  /// Whether this host has a core that no rank or BLAS thread uses, for the prefetch thread.
+  static func hasSpareCore(ranks: Int) -> Bool {
+    let environment = ProcessInfo.processInfo.environment
+    let local = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? ranks
+    return ProcessInfo.processInfo.activeProcessorCount > local * BLAS.threadCount
+  }
+
   deinit {
-    labels.deallocate()
     coefficients.deallocate()
     taskWeights.deallocate()
   }
@@ -283,31 +307,28 @@ public final class Trainer {
     recorder.step = step
     defer { recorder.end() }
     recorder.begin(.data)
-    loader.load(step: step)
-    input.rows(0..<b).copy(from: loader.view1)
-    input.rows(b..<(2 * b)).copy(from: loader.view2)
-    augmentationLabels.rows(0..<b).copy(from: loader.augmentationLabels1)
-    augmentationLabels.rows(b..<(2 * b)).copy(from: loader.augmentationLabels2)
-    for i in 0..<b {
-      labels[i] = loader.labels[i]
-      labels[b + i] = loader.labels[i]
-    }
-    let batch = TaskBatch(
-      input: input, labels: labels, augmentationLabels: augmentationLabels, pairCount: b)
+    let slot = prefetcher.batch(step: step, next: step + 1 < totalSteps ? step + 1 : nil)
+    let batch = slot.batch
     recorder.begin(.forward)
     let features = model.forward(batch: batch)
     for t in 0..<model.taskCount {
       recorder.begin(.task(t))
       model.computeHeadGradients(task: t, features: features, batch: batch)
     }
+
+    // The heads' gradients and the losses are final now: they start the allreduce, and the
+    // encoder's gradients follow layer by layer as the backward pass makes them.
+    reducer.begin()
+    let reduce = model.reduceBuffer
+    let headStart = model.lossOffset - (model.layout.count - model.encoderParameterCount)
+    reducer.gradientsReady(reduce.baseAddress + headStart, count: reduce.count - headStart)
     recorder.begin(.encoderBackward)
-    model.backwardEncoder(rows: 2 * b)
+    model.backwardEncoder(rows: 2 * b, observer: reducer)
 
     // One allreduce carries every task's gradients and losses; the mean over ranks equals
     // the gradient of the global batch because every rank has the same number of images.
     recorder.begin(.allreduce)
-    let reduce = model.reduceBuffer
-    try communicator.allreduceSum(reduce.baseAddress, count: reduce.count)
+    try reducer.finish()
     BLAS.scale(reduce.baseAddress, by: 1 / Float(communicator.size), count: reduce.count)
 
     // From here on every rank computes the same values from the same bytes.

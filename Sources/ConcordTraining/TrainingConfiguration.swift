@@ -45,6 +45,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var gradNormLayer = "last"
   /// The step whose balancing inputs are written to `gradients-step-N.safetensors`; -1: none.
   public var dumpGradientsStep = -1
+  /// How the per-task gradients are allreduced: overlapped with the backward pass by a
+  /// communication thread, or in one blocking call after it.
+  public var allreduceMode = AllreduceMode.overlap
   /// OpenBLAS threads per rank; 0 picks the cores of the host divided by the ranks on it.
   public var blasThreads = 0
   /// Use only the first N training images (0: all); for quick runs and tests.

@@ -120,6 +120,15 @@ let trainOptions: [TrainOption] = [
     configuration.dumpGradientsStep = step
   },
   TrainOption(
+    name: "--allreduce", value: "overlap|blocking",
+    help: "reduce gradients during the backward pass on a thread, or after it (default overlap)"
+  ) { configuration, value in
+    guard let mode = AllreduceMode(rawValue: value) else {
+      throw UsageError("invalid --allreduce \(value): pass overlap or blocking")
+    }
+    configuration.allreduceMode = mode
+  },
+  TrainOption(
     name: "--blas-threads", value: "N",
     help: "OpenBLAS threads per rank (default: cores of the host / ranks on it)"
   ) { $0.blasThreads = try positive($1, "--blas-threads") },

@@ -27,6 +27,7 @@ let topUsage = """
   commands:
     train    train the shared encoder and task heads (concord train --help)
     balance  replay one gradient balancing step (concord balance --help)
+    bench    time the training step against the machine's limits (concord bench --help)
   """
 
 var arguments = Array(CommandLine.arguments.dropFirst())
@@ -48,6 +49,8 @@ case "train":
   exit(train(arguments: arguments))
 case "balance":
   exit(balance(arguments: arguments))
+case "bench":
+  exit(bench(arguments: arguments))
 default:
   printError(
     "unknown command \(command): pass train or balance (concord --help lists the commands)",

@@ -109,14 +109,16 @@ func mlpGradientsMatchFiniteDifferences(hasFinalReLU: Bool) throws {
     outputGradient: outputGradient, gradients: network.gradientPairs, inputGradient: inputGradient,
     ones: ones.baseAddress)
 
-  // A small step keeps perturbed pre-activations on the same side of the ReLU kink.
-  let check = GradientCheck(step: 1e-3, floor: 1e-2)
-  let all = network.parameters.matrix(rows: 1, columns: network.parameters.count)
-  let gradients = network.gradients.matrix(rows: 1, columns: network.gradients.count)
-  let parameterResult = check.compare(input: all, analyticGradient: gradients, loss: loss)
-  #expect(parameterResult.maximumRelativeError < 2e-2, "\(parameterResult)")
-  let inputResult = check.compare(input: input, analyticGradient: inputGradient, loss: loss)
-  #expect(inputResult.maximumRelativeError < 2e-2, "\(inputResult)")
+  // Finite differences are meaningless next to a ReLU kink; the check leaves such
+  // coordinates out. The loss is near 10 here, so its Float rounding alone moves the
+  // numeric derivatives by about 1e-2 relative.
+  let parameterGradients = Array(network.gradients.elements)
+  let parameterResult = kinkAwareCheck(network.parameters.elements, parameterGradients, loss: loss)
+  #expect(parameterResult.worst < 3e-2, "\(parameterResult)")
+  #expect(parameterResult.checked >= 100, "\(parameterResult)")
+  let inputResult = kinkAwareCheck(input.elements, inputGradient.array, loss: loss)
+  #expect(inputResult.worst < 3e-2, "\(inputResult)")
+  #expect(inputResult.checked >= 20, "\(inputResult)")
 }
 
 /// The fused backward pass of the shared encoder gives each task the gradient that a
@@ -163,4 +165,53 @@ func mlpGradientsMatchFiniteDifferences(hasFinalReLU: Bool) throws {
       }
     }
   }
+}
+
+/// Records the regions a backward pass reports.
+private final class RegionLog: GradientObserver {
+  var regions: [(start: UnsafeMutablePointer<Float>, count: Int)] = []
+  func gradientsReady(_ start: UnsafeMutablePointer<Float>, count: Int) {
+    regions.append((start, count))
+  }
+}
+
+/// Reporting final regions, which splits the first layer's weight gradients by task, gives
+/// the same gradients, and the regions cover the gradient storage once, without overlap.
+@Test func sharedEncoderReportsEveryRegionOnce() throws {
+  let widths = [12, 10, 8]
+  let taskCount = 3
+  let rows = 6
+  let network = TestNetwork(widths: widths, seed: 11)
+  let count = SharedEncoder.gradientCount(widths: widths, taskCount: taskCount)
+  let plain = FloatBuffer(count: count)
+  let observed = FloatBuffer(count: count)
+  let input = normalMatrix(rows, widths[0], seed: 12)
+  let ones = FloatBuffer([Float](repeating: 1, count: rows))
+  let targets = (0..<taskCount).map { normalMatrix(rows, widths.last!, seed: 30 + UInt64($0)) }
+  let log = RegionLog()
+
+  for (storage, observer) in [(plain, nil), (observed, log)] as [(FloatBuffer, RegionLog?)] {
+    let encoder = SharedEncoder(
+      layers: network.layers, taskCount: taskCount, capacity: rows,
+      gradients: storage.baseAddress, owner: storage)
+    let features = encoder.forward(input)
+    for t in 0..<taskCount {
+      _ = squaredError(
+        features, targets[t], gradient: encoder.featuresGradient(task: t, rows: rows))
+    }
+    encoder.backward(rows: rows, ones: ones.baseAddress, observer: observer)
+  }
+
+  #expect(plain.array == observed.array)
+  let offsets = log.regions.map { ($0.start - observed.baseAddress, $0.count) }.sorted {
+    $0.0 < $1.0
+  }
+  var next = 0
+  for (offset, length) in offsets {
+    #expect(offset == next, "regions \(offsets)")
+    next = offset + length
+  }
+  #expect(next == count)
+  // The first layer's weights come task by task, after everything else.
+  #expect(log.regions.count == 2 + taskCount)
 }

@@ -1,0 +1,130 @@
+import ConcordData
+import ConcordModel
+import ConcordTensors
+import Foundation
+
+/// One step's inputs as the model reads them: both views stacked, labels repeated.
+final class BatchSlot: @unchecked Sendable {
+  let loader: BatchLoader
+  /// The views, `[2b, pixels]`: rows `0..<b` first views, `b..<2b` second views.
+  let input: Matrix
+  /// The class label of each row, `2b` values.
+  let labels: UnsafeMutablePointer<Int32>
+  /// The augmentation labels of each row, `[2b, kinds]`.
+  let augmentationLabels: Matrix
+  /// The step whose inputs the slot holds, or -1.
+  var step = -1
+
+  init(dataset: Dataset, sampler: ShardedSampler, seed: UInt64) {
+    loader = BatchLoader(dataset: dataset, sampler: sampler, seed: seed)
+    let b = sampler.localBatchSize
+    input = Matrix(rows: 2 * b, columns: dataset.pixelCount)
+    labels = .allocate(capacity: 2 * b)
+    augmentationLabels = Matrix(rows: 2 * b, columns: AugmentationKind.allCases.count)
+  }
+
+  deinit {
+    labels.deallocate()
+  }
+
+  /// Loads and augments the local batch of `step`.
+  func fill(step: Int) {
+    let b = loader.localBatchSize
+    loader.load(step: step)
+    input.rows(0..<b).copy(from: loader.view1)
+    input.rows(b..<(2 * b)).copy(from: loader.view2)
+    augmentationLabels.rows(0..<b).copy(from: loader.augmentationLabels1)
+    augmentationLabels.rows(b..<(2 * b)).copy(from: loader.augmentationLabels2)
+    for i in 0..<b {
+      labels[i] = loader.labels[i]
+      labels[b + i] = loader.labels[i]
+    }
+    self.step = step
+  }
+
+  var batch: TaskBatch {
+    TaskBatch(
+      input: input, labels: labels, augmentationLabels: augmentationLabels,
+      pairCount: loader.localBatchSize)
+  }
+}
+
+/// Prepares the next step's batch on a background thread while the current step computes.
+///
+/// Augmenting a batch is a few milliseconds of scalar work per step. When the host has a
+/// core that neither the ranks nor their BLAS threads use, a second thread hides it; without
+/// a spare core the two would only take turns, so the batch is then prepared in line. The
+/// views do not depend on which thread made them: every sample's augmentation draws from a
+/// stream keyed by the step and the sample's place in the global batch.
+final class BatchPrefetcher {
+  /// What the worker thread shares with the caller. The thread keeps it alive, so that it
+  /// can still read the stop flag after the prefetcher is gone.
+  private final class Shared: @unchecked Sendable {
+    let slots: [BatchSlot]
+    let request = DispatchSemaphore(value: 0)
+    let done = DispatchSemaphore(value: 0)
+    var pendingStep = -1
+    var pendingSlot = 0
+    var isStopping = false
+
+    init(slots: [BatchSlot]) {
+      self.slots = slots
+    }
+
+    func work() {
+      while true {
+        request.wait()
+        if isStopping { return }
+        slots[pendingSlot].fill(step: pendingStep)
+        done.signal()
+      }
+    }
+  }
+
+  private let shared: Shared
+  private let isBackground: Bool
+  private var isPending = false
+
+  /// Creates the prefetcher; with `inBackground` false, batches are prepared in line.
+  init(dataset: Dataset, sampler: ShardedSampler, seed: UInt64, inBackground: Bool) {
+    isBackground = inBackground
+    shared = Shared(
+      slots: (0..<(inBackground ? 2 : 1)).map { _ in
+        BatchSlot(dataset: dataset, sampler: sampler, seed: seed)
+      })
+    if inBackground {
+      let shared = shared
+      let thread = Thread { shared.work() }
+      thread.name = "concord-prefetch"
+      thread.start()
+    }
+  }
+
+  deinit {
+    if isPending { shared.done.wait() }
+    shared.isStopping = true
+    if isBackground { shared.request.signal() }
+  }
+
+  /// Returns the batch of `step`, and starts preparing `next` (when not nil) in the background.
+  func batch(step: Int, next: Int?) -> BatchSlot {
+    if isPending {
+      shared.done.wait()
+      isPending = false
+    }
+    let slot: BatchSlot
+    if let ready = shared.slots.first(where: { $0.step == step }) {
+      slot = ready
+    } else {
+      slot = shared.slots[0]
+      slot.fill(step: step)
+    }
+    if isBackground, let next {
+      shared.pendingSlot = shared.slots.firstIndex { $0 !== slot }!
+      shared.pendingStep = next
+      isPending = true
+      shared.request.signal()
+    }
+    return slot
+  }
+}
