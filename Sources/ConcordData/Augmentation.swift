@@ -271,19 +271,31 @@ public final class Augmenter {
 
   /// Replaces each pixel by the mean of its 3x3 neighbourhood.
   ///
-  /// Only neighbours inside the image count, so a constant image stays constant.
+  /// Only neighbours inside the image count, so a constant image stays constant. The sum is
+  /// separable: three-pixel sums along each row first, then three of those along each column.
   private func boxBlur(_ image: UnsafeMutablePointer<Float>) {
-    let source = scratch.baseAddress
-    source.update(from: image, count: pixelCount)
+    let rowSums = scratch.baseAddress
     for row in 0..<height {
-      let rows = max(row - 1, 0)...min(row + 1, height - 1)
-      for column in 0..<width {
-        let columns = max(column - 1, 0)...min(column + 1, width - 1)
-        var sum: Float = 0
-        for neighbourRow in rows {
-          for neighbourColumn in columns { sum += source[neighbourRow * width + neighbourColumn] }
+      let source = image + row * width
+      let sums = rowSums + row * width
+      sums[0] = source[0] + (width > 1 ? source[1] : 0)
+      if width > 1 {
+        for column in 1..<(width - 1) {
+          sums[column] = source[column - 1] + source[column] + source[column + 1]
         }
-        image[row * width + column] = sum / Float(rows.count * columns.count)
+        sums[width - 1] = source[width - 2] + source[width - 1]
+      }
+    }
+    for row in 0..<height {
+      let hasAbove = row > 0
+      let hasBelow = row < height - 1
+      let rowCount: Float = 1 + (hasAbove ? 1 : 0) + (hasBelow ? 1 : 0)
+      for column in 0..<width {
+        var sum = rowSums[row * width + column]
+        if hasAbove { sum += rowSums[(row - 1) * width + column] }
+        if hasBelow { sum += rowSums[(row + 1) * width + column] }
+        let columnCount: Float = 1 + (column > 0 ? 1 : 0) + (column < width - 1 ? 1 : 0)
+        image[row * width + column] = sum / (rowCount * columnCount)
       }
     }
   }

@@ -76,7 +76,7 @@ public final class MultiTaskModel {
   /// The largest number of rows (two views per image) a batch may have.
   public let capacity: Int
   private let ones: FloatBuffer
-  private let gramScratch: Matrix
+  private let blockSums: UnsafeMutablePointer<Double>
   private let byolProjectorRange: Range<Int>?
 
   /// Creates the model with freshly initialised parameters.
@@ -115,7 +115,7 @@ public final class MultiTaskModel {
     reduceBuffer = FloatBuffer(count: lossOffset + taskCount)
     ones = FloatBuffer(count: capacity)
     ones.fill(1)
-    gramScratch = Matrix(rows: taskCount, columns: taskCount)
+    blockSums = .allocate(capacity: taskCount * taskCount)
 
     // Views: parameters from `parameters`, head gradients from `reduceBuffer`.
     let parameterBuffer = parameters
@@ -209,6 +209,10 @@ public final class MultiTaskModel {
     copyOnlineToTarget()
   }
 
+  deinit {
+    blockSums.deallocate()
+  }
+
   private static func appendLinear(
     _ layout: inout ParameterLayout, _ prefix: String, _ inputs: Int, _ outputs: Int
   ) {
@@ -292,13 +296,56 @@ public final class MultiTaskModel {
     for i in 0..<(t * t) { gram[i] = 0 }
     let blocks = encoder.gradientBlocks
     for (index, block) in blocks.enumerated() {
-      BLAS.gemm(block, block, transposeB: true, into: gramScratch)
+      blockGram(block)
       for i in 0..<t {
-        for j in 0..<t { gram[i * t + j] += Double(gramScratch[i, j]) }
+        for j in 0..<t { gram[i * t + j] += blockSums[i * t + j] }
       }
       if index == blocks.count - 2 {
-        for i in 0..<t { lastLayerNormSquares[i] = Double(gramScratch[i, i]) }
+        for i in 0..<t { lastLayerNormSquares[i] = blockSums[i * t + i] }
       }
+    }
+  }
+
+  /// Computes `block block^T` (`[T, P] x [P, T]`) into `blockSums`.
+  ///
+  /// `cblas_sgemm` handles this shape (tiny result, huge inner dimension) poorly: it copies
+  /// both operands into packed panels first. This loop reads each element once, eight lanes
+  /// at a time, summing chunks of 4,096 columns in Float and the chunks in Double, which
+  /// keeps the rounding error of the long sums near that of a pairwise sum.
+  private func blockGram(_ block: Matrix) {
+    typealias Lanes = SIMD8<Float>
+    let t = block.rows
+    let columns = block.columns
+    let chunk = 4096
+    let sums = blockSums
+    sums.update(repeating: 0, count: t * t)
+    var start = 0
+    while start < columns {
+      let end = min(start + chunk, columns)
+      for i in 0..<t {
+        let a = block.base + i * block.rowStride
+        for j in i..<t {
+          let b = block.base + j * block.rowStride
+          var lanes = Lanes()
+          var k = start
+          while k + 8 <= end {
+            let x = UnsafeRawPointer(a + k).loadUnaligned(as: Lanes.self)
+            let y = UnsafeRawPointer(b + k).loadUnaligned(as: Lanes.self)
+            lanes += x * y
+            k += 8
+          }
+          var sum = Double(lanes.sum())
+          while k < end {
+            sum += Double(a[k]) * Double(b[k])
+            k += 1
+          }
+          sums[i * t + j] += sum
+        }
+      }
+      start = end
+    }
+    for i in 0..<t {
+      for j in 0..<i { sums[i * t + j] = sums[j * t + i] }
     }
   }
 
