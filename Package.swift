@@ -26,7 +26,7 @@ let package = Package(
       name: "ConcordTraining",
       dependencies: [
         "ConcordTensors", "ConcordBalancing", "ConcordDistributed", "ConcordData",
-        "ConcordModel",
+        "ConcordModel", "CZlib",
       ]),
     .executableTarget(name: "concord", dependencies: ["ConcordTraining"]),
 

@@ -10,16 +10,28 @@ import Foundation
 /// moments under `adam.first_moment.<name>` and `adam.second_moment.<name>`. The BYOL target
 /// is under `target.<name>`. The GradNorm task weights and initial losses are `F64` tensors
 /// `balancer.task_weights` and `balancer.initial_losses`, in double precision as the balancer
-/// keeps them, so that a resumed run continues bit for bit. The counters `step` and
-/// `adam.step` are `I64`. The `__metadata__` map holds `format_version`, `step`, `epoch`,
-/// `tasks`, `balancer` and the whole configuration as JSON.
+/// keeps them, so that a resumed run continues bit for bit (`balancer.initial_losses` has
+/// shape `[0]` until the first balanced step). The counters `step`, `adam.step` and
+/// `consecutive_skips` (steps skipped in a row for non-finite values) are `I64` of shape `[1]`.
+///
+/// The `__metadata__` map holds `format_version`, `step`, `epoch`, `tasks`, `balancer`,
+/// `world_size` (the rank count that wrote it, for information), `configuration` (the resolved
+/// ``TrainingConfiguration`` as JSON, with the run folder and the total step count filled in),
+/// `model` (the ``ModelConfiguration`` as JSON) and `data_crc32`, the CRC-32 (zlib's `crc32`)
+/// of the data section as 8 hexadecimal digits, which detects damage inside tensor data.
 ///
 /// Random streams are keyed by the step, so the data order, the augmentations and the
 /// PCGrad order of a resumed run follow from `step` alone.
 enum Checkpoint {
   /// The version of the layout above; a file with another version is rejected.
-  static let formatVersion = "1"
+  static let formatVersion = "2"
 
+  /// Writes the state of `trainer` to `path`, then removes checkpoints beyond `--keep`.
+  ///
+  /// Call it on rank 0 only. The file appears complete or not at all (``AtomicFile``), and
+  /// older checkpoints are removed only once the new one is in place.
+  ///
+  /// - Throws: ``TrainingError`` naming the path, the failed call and the fix.
   static func save(trainer: Trainer, to path: String) throws {
     let model = trainer.model
     var file = SafeTensors()
@@ -35,73 +47,131 @@ enum Checkpoint {
     }
     file.append(doubleTensor("balancer.task_weights", trainer.balancer.taskWeights))
     file.append(doubleTensor("balancer.initial_losses", trainer.balancer.initialLosses ?? []))
-    file.append(SafeTensors.Tensor(name: "step", shape: [1], int64s: [Int64(trainer.step)]))
-    file.append(
-      SafeTensors.Tensor(
-        name: "adam.step", shape: [1], int64s: [Int64(trainer.optimizer.stepCount)]))
+    file.append(counter("step", trainer.step))
+    file.append(counter("adam.step", trainer.optimizer.stepCount))
+    file.append(counter("consecutive_skips", trainer.consecutiveSkips))
 
-    let configuration = try JSONEncoder().encode(trainer.configuration)
+    var resolved = trainer.configuration
+    resolved.outputDirectory = trainer.runDirectory
+    resolved.steps = trainer.totalSteps
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .sortedKeys
     file.metadata = [
       "format_version": formatVersion,
       "step": String(trainer.step),
       "epoch": String(trainer.step / trainer.stepsPerEpoch),
       "tasks": trainer.configuration.tasks.map(\.rawValue).joined(separator: ","),
       "balancer": trainer.configuration.balancer,
-      "configuration": String(decoding: configuration, as: UTF8.self),
+      "world_size": String(trainer.communicator.size),
+      "configuration": String(decoding: try encoder.encode(resolved), as: UTF8.self),
+      "model": String(decoding: try encoder.encode(model.configuration), as: UTF8.self),
+      "data_crc32": CheckpointContents.crc32Text(CheckpointContents.dataCRC32(of: file)),
     ]
-    try AtomicFile.write(file.serialized(), to: path)
-    removeOld(in: (path as NSString).deletingLastPathComponent, keep: trainer.configuration.keep)
+    let directory = (path as NSString).deletingLastPathComponent
+    do {
+      try AtomicFile.write(file.serialized(), to: path)
+    } catch let error as AtomicFileError {
+      let fix: String
+      switch error.code {
+      case ENOSPC, EDQUOT: fix = "free disk space, lower --keep or pass another --out"
+      case EISDIR: fix = "remove the folder at that path or pass another --out"
+      default: fix = "make \(directory) writable or pass another --out"
+      }
+      throw TrainingError(
+        "step \(trainer.step): cannot write checkpoint '\(path)': \(error.call) failed: "
+          + "\(String(cString: strerror(error.code))) (errno \(error.code)); the checkpoints "
+          + "before it in \(directory) are unchanged; \(fix)")
+    }
+    removeOld(in: directory, keep: trainer.configuration.keep, newest: trainer.step)
   }
 
   /// Restores the state of `trainer` from the checkpoint `bytes` read from `path`.
+  ///
+  /// Every check runs before any state changes, so a rejected file leaves `trainer` as it was.
+  ///
+  /// - Throws: ``UsageError`` when the checkpoint belongs to another model, task list,
+  ///   balancer, batch size or seed; ``CheckpointError`` or `SafeTensorsError` when it is
+  ///   damaged or incomplete.
   static func restore(_ trainer: Trainer, from bytes: [UInt8], path: String) throws {
-    var file = try SafeTensors(bytes: bytes)
-    file.sourcePath = path
-    guard file.metadata["format_version"] == formatVersion else {
-      throw TrainingError(
-        "\(path): checkpoint format version \(file.metadata["format_version"] ?? "missing"), "
-          + "expected \(formatVersion): resume with the Concord version that wrote it")
-    }
+    let file = try parse(bytes, path: path)
+    try CheckpointContents.checkVersionAndChecksum(file, path: path)
     try checkCompatible(file, trainer.configuration, path: path)
+    try checkShapes(file, model: trainer.model, path: path)
+    let kind = trainer.balancer.kind
+    let contents = try CheckpointContents(
+      validating: file, model: trainer.model, balancer: kind, path: path)
 
+    // Everything is validated: from here on nothing can fail.
     let model = trainer.model
     for slot in model.layout.slots {
-      try file.copyFloats(slot.name, into: elements(slot, model.parameters), shape: slot.shape)
-      try file.copyFloats(
-        "adam.first_moment." + slot.name, into: elements(slot, trainer.optimizer.firstMoment),
-        shape: slot.shape)
-      try file.copyFloats(
-        "adam.second_moment." + slot.name, into: elements(slot, trainer.optimizer.secondMoment),
-        shape: slot.shape)
+      contents.load(slot.name, into: elements(slot, model.parameters))
+      contents.load(
+        "adam.first_moment." + slot.name, into: elements(slot, trainer.optimizer.firstMoment))
+      contents.load(
+        "adam.second_moment." + slot.name, into: elements(slot, trainer.optimizer.secondMoment))
     }
     if let target = model.target {
       for slot in model.targetLayout.slots {
-        try file.copyFloats(slot.name, into: elements(slot, target), shape: slot.shape)
+        contents.load(slot.name, into: elements(slot, target))
       }
     }
-    let taskCount = model.taskCount
-    let weights = try doubles(file, "balancer.task_weights", path: path)
-    let initial = try doubles(file, "balancer.initial_losses", path: path)
-    guard weights.count == taskCount, initial.isEmpty || initial.count == taskCount else {
-      throw TrainingError(
-        "\(path): invalid balancer state: \(weights.count) task weights, expected \(taskCount); "
-          + "the checkpoint is damaged")
-    }
-    trainer.balancer.taskWeights = weights
-    trainer.balancer.initialLosses = initial.isEmpty ? nil : initial
-    trainer.step = Int(try file.int64s("step", shape: [1])[0])
-    trainer.optimizer.stepCount = Int(try file.int64s("adam.step", shape: [1])[0])
+    trainer.balancer.taskWeights = contents.taskWeights
+    trainer.balancer.initialLosses = contents.initialLosses
+    trainer.step = contents.step
+    trainer.optimizer.stepCount = contents.adamStep
+    trainer.consecutiveSkips = contents.consecutiveSkips
   }
 
-  /// Checks that the checkpoint was written for the same model, tasks and balancer.
+  /// Parses `bytes` as a safetensors file, naming `path` in the error.
+  static func parse(_ bytes: [UInt8], path: String) throws -> SafeTensors {
+    do {
+      var file = try SafeTensors(bytes: bytes)
+      file.sourcePath = path
+      return file
+    } catch var error as SafeTensorsError {
+      error.path = path
+      throw error
+    }
+  }
+
+  /// Reads the checkpoint at `path` on rank 0 and sends its bytes to every rank.
+  ///
+  /// Every rank must call it. Reading on one rank only means that the other nodes of a
+  /// cluster need no copy of the file, and every rank validates the same bytes.
+  ///
+  /// - Throws: ``CheckpointError`` on every rank when rank 0 cannot read the file.
+  static func readOnRoot(_ path: String, communicator: Communicator) throws -> [UInt8] {
+    var bytes: [UInt8] = []
+    var failure = ""
+    if communicator.isRoot {
+      var isDirectory: ObjCBool = false
+      if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+        failure = "\(path): checkpoint not found; pass the path of a step-NNNNNNN.safetensors file"
+      } else if isDirectory.boolValue {
+        failure = "\(path) is a folder; pass the path of a step-NNNNNNN.safetensors file"
+      } else if let data = FileManager.default.contents(atPath: path), !data.isEmpty {
+        bytes = Array(data)
+      } else {
+        failure = "\(path): the checkpoint is empty or unreadable; pass another checkpoint"
+      }
+    }
+    try communicator.broadcast(&bytes, root: 0)
+    guard !bytes.isEmpty else {
+      throw CheckpointError(communicator.isRoot ? failure : "rank 0 could not read \(path)")
+    }
+    return bytes
+  }
+
+  /// Checks that the checkpoint was written for the same tasks, encoder widths, balancer,
+  /// global batch size and seed.
+  ///
+  /// The rank count may differ.
+  ///
+  /// - Throws: ``UsageError`` naming the first setting that differs, with both values.
   static func checkCompatible(
     _ file: SafeTensors, _ configuration: TrainingConfiguration, path: String
   ) throws {
-    guard let text = file.metadata["configuration"],
-      let saved = try? JSONDecoder().decode(TrainingConfiguration.self, from: Data(text.utf8))
-    else {
-      throw TrainingError("\(path): the checkpoint has no readable configuration in __metadata__")
-    }
+    let saved = try CheckpointContents.storedConfiguration(file, path: path)
     let pairs: [(String, String, String)] = [
       (
         "--tasks", saved.tasks.map(\.rawValue).joined(separator: ","),
@@ -116,28 +186,79 @@ enum Checkpoint {
       ("--seed", String(saved.seed), String(configuration.seed)),
     ]
     for (flag, old, new) in pairs where old != new {
-      throw TrainingError(
+      throw UsageError(
         "\(path) was written with \(flag) \(old), this run has \(flag) \(new): "
           + "pass \(flag) \(old) or start a new run without --resume")
+    }
+  }
+
+  /// Checks that every tensor of the run's model that the checkpoint contains has the same
+  /// shape there, as it differs when the data has another image size or class count.
+  ///
+  /// - Throws: ``UsageError`` naming the first tensor that differs, with both shapes.
+  static func checkShapes(_ file: SafeTensors, model: MultiTaskModel, path: String) throws {
+    for slot in model.layout.slots + model.targetLayout.slots {
+      guard let tensor = file.tensor(named: slot.name), tensor.shape != slot.shape else {
+        continue
+      }
+      throw UsageError(
+        "\(path): tensor \(slot.name) has shape \(tensor.shape) in the checkpoint but "
+          + "\(slot.shape) in this run's model: pass the --data the checkpoint was trained on "
+          + "or start a new run without --resume")
     }
   }
 
   /// Returns the newest checkpoint in `directory`, or nil if there is none.
   static func newest(in directory: String) -> String? {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-    let checkpoints = names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") }
+    let checkpoints = names.filter { step(ofName: $0) != nil }
     return checkpoints.sorted().last.map { directory + "/" + $0 }
   }
 
-  /// Removes all but the newest `keep` checkpoints of `directory`.
-  static func removeOld(in directory: String, keep: Int) {
+  /// Returns the step of a checkpoint file name `step-NNNNNNN.safetensors`, or nil.
+  static func step(ofName name: String) -> Int? {
+    guard name.hasPrefix("step-"), name.hasSuffix(".safetensors") else { return nil }
+    return Int(name.dropFirst("step-".count).dropLast(".safetensors".count))
+  }
+
+  /// Removes all but the newest `keep` checkpoints of `directory` up to step `newest`.
+  ///
+  /// Checkpoints of later steps, left by a run that this one resumed from an earlier
+  /// checkpoint, stay in place: they are not older than the one just written.
+  static func removeOld(in directory: String, keep: Int, newest: Int) {
     guard keep > 0 else { return }
     let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-    let checkpoints = names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") }
-      .sorted()
-    for name in checkpoints.dropLast(keep) {
+    let older = names.compactMap { name in step(ofName: name).map { (name, $0) } }
+      .filter { $0.1 <= newest }.sorted { $0.1 < $1.1 }
+    for (name, _) in older.dropLast(keep) {
       try? FileManager.default.removeItem(atPath: directory + "/" + name)
     }
+  }
+
+  /// Deletes the temporary files of checkpoint writes that a killed run left in `directory`.
+  ///
+  /// Call it before this run writes any checkpoint.
+  ///
+  /// - Returns: the names of the deleted files.
+  ///
+  /// - Throws: ``TrainingError`` when the folder cannot be listed or a file not deleted.
+  static func removeInterruptedWrites(in directory: String) throws -> [String] {
+    do {
+      return try AtomicFile.removeStrayTemporaryFiles(in: directory)
+    } catch let error as AtomicFileError {
+      throw TrainingError(
+        "cannot remove the temporary files of interrupted checkpoint writes: \(error)")
+    }
+  }
+
+  /// Returns the run folder that contains the checkpoint `path`: the parent of its
+  /// `checkpoints` folder, or else the folder of the file.
+  static func runDirectory(containing path: String) -> String {
+    let folder = (path as NSString).deletingLastPathComponent
+    let directory =
+      (folder as NSString).lastPathComponent == "checkpoints"
+      ? (folder as NSString).deletingLastPathComponent : folder
+    return directory.isEmpty ? "." : directory
   }
 
   private static func elements(_ slot: TensorSlot, _ buffer: FloatBuffer)
@@ -151,5 +272,20 @@ enum Checkpoint {
   {
     SafeTensors.Tensor(
       name: name, shape: slot.shape, floats: UnsafeBufferPointer(elements(slot, buffer)))
+  }
+
+  private static func counter(_ name: String, _ value: Int) -> SafeTensors.Tensor {
+    SafeTensors.Tensor(name: name, shape: [1], int64s: [Int64(value)])
+  }
+}
+
+/// A checkpoint that is damaged, incomplete or from another format version.
+public struct CheckpointError: Error, CustomStringConvertible {
+  /// The message, one line, naming the file.
+  public let description: String
+
+  /// Creates an error with a one-line message.
+  public init(_ description: String) {
+    self.description = description
   }
 }

@@ -47,7 +47,7 @@ public final class Trainer {
   private var balancing: BalancingResult
   private let coefficients: UnsafeMutablePointer<Float>
   private let taskWeights: UnsafeMutablePointer<Float>
-  private var consecutiveSkips = 0
+  var consecutiveSkips = 0
   /// The phase timer of every step.
   public let recorder: StepRecorder
   private let reducer: GradientReducer
@@ -136,6 +136,11 @@ public final class Trainer {
     log = try MetricsLog(
       isRoot: communicator.isRoot, path: communicator.isRoot ? runDirectory + "/metrics.jsonl" : nil
     )
+    if communicator.isRoot {
+      for name in try Checkpoint.removeInterruptedWrites(in: runDirectory + "/checkpoints") {
+        log.print("concord: removed \(name), left by an interrupted checkpoint write")
+      }
+    }
   }
 
   /// Restores the checkpoint named by `--resume`, if any. Every rank must call it.
@@ -207,32 +212,14 @@ public final class Trainer {
         throw TrainingError(
           "--resume \(c.resume): file not found; pass a checkpoint path or latest")
       }
-      if directory.isEmpty {
-        let folder = (c.resume as NSString).deletingLastPathComponent
-        directory =
-          (folder as NSString).lastPathComponent == "checkpoints"
-          ? (folder as NSString).deletingLastPathComponent : folder
-        if directory.isEmpty { directory = "." }
-      }
+      if directory.isEmpty { directory = Checkpoint.runDirectory(containing: c.resume) }
       return (directory, c.resume)
     }
   }
 
   /// Reads the checkpoint on rank 0, sends its bytes to every rank, and restores it everywhere.
   private func restore(from path: String) throws {
-    var bytes: [UInt8] = []
-    var failure = ""
-    if communicator.isRoot {
-      if let data = FileManager.default.contents(atPath: path), !data.isEmpty {
-        bytes = Array(data)
-      } else {
-        failure = "\(path): cannot read the checkpoint or it is empty; pass another --resume"
-      }
-    }
-    try communicator.broadcast(&bytes, root: 0)
-    guard !bytes.isEmpty else {
-      throw TrainingError(communicator.isRoot ? failure : "rank 0 could not read \(path)")
-    }
+    let bytes = try Checkpoint.readOnRoot(path, communicator: communicator)
     try Checkpoint.restore(self, from: bytes, path: path)
     log.print("concord: resumed from \(path) at step \(step)")
   }
@@ -500,31 +487,20 @@ public final class Trainer {
         "step \(step): the parameters hold NaN or infinity, so no checkpoint was written: "
           + "lower --lr", isCollective: true)
     }
-    guard communicator.isRoot else { return }
     recorder.begin(.checkpoint)
     defer { recorder.end() }
     let path = String(format: "%@/checkpoints/step-%07d.safetensors", runDirectory, step)
-    try Checkpoint.save(trainer: self, to: path)
+    // Every rank learns whether rank 0's write failed, so that all of them stop alike.
+    try collectively(communicator) {
+      guard communicator.isRoot else { return }
+      try Checkpoint.save(trainer: self, to: path)
+    }
   }
 
   private func writeSummary(_ summary: RunSummary) throws {
-    var line = JSONLine()
-    if let accuracy = summary.testAccuracy {
-      line.add("test_accuracy", accuracy)
-    } else {
-      line.add("test_accuracy", raw: "null")
-    }
-    line.add("knn_accuracy", summary.knnAccuracy)
-    line.add("steps", summary.steps)
-    line.add("seconds", summary.seconds)
-    let accuracyText = summary.testAccuracy.map { String(format: "%.4f", $0) } ?? "n/a"
-    log.print(
-      "concord: test accuracy \(accuracyText), kNN accuracy \(String(format: "%.4f", summary.knnAccuracy)) "
-        + "(k = \(configuration.knnNeighbours)), \(summary.steps) steps, "
-        + "\(String(format: "%.1f", summary.seconds)) s")
+    log.print(summary.consoleLine(neighbours: configuration.knnNeighbours))
     guard communicator.isRoot else { return }
-    let bytes = Array((line.text + "\n").utf8)
-    try AtomicFile.write(bytes, to: runDirectory + "/eval.json")
+    try summary.write(toDirectory: runDirectory)
   }
 }
 

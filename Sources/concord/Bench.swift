@@ -58,13 +58,7 @@ func bench(arguments: [String]) -> Int32 {
   }
   let parsed = Result { try parseTrainArguments(trainArguments) }
 
-  let communicator: MPICommunicator
-  do {
-    communicator = try MPICommunicator()
-  } catch {
-    printError("cannot start MPI: \(error)", rank: nil)
-    return failureExitCode
-  }
+  guard let communicator = startMPI() else { return failureExitCode }
   func endTogether(_ message: String, code: Int32) -> Int32 {
     if communicator.isRoot { printError(message, rank: nil) }
     try? communicator.barrier()

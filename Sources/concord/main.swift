@@ -28,6 +28,8 @@ let topUsage = """
     train    train the shared encoder and task heads (concord train --help)
     balance  replay one gradient balancing step (concord balance --help)
     bench    time the training step against the machine's limits (concord bench --help)
+    inspect  check a checkpoint and list its metadata and tensors (concord inspect --help)
+    eval     evaluate a checkpoint as training does at its end (concord eval --help)
   """
 
 var arguments = Array(CommandLine.arguments.dropFirst())
@@ -51,9 +53,13 @@ case "balance":
   exit(balance(arguments: arguments))
 case "bench":
   exit(bench(arguments: arguments))
+case "inspect":
+  exit(inspect(arguments: arguments))
+case "eval":
+  exit(evaluate(arguments: arguments))
 default:
   printError(
-    "unknown command \(command): pass train or balance (concord --help lists the commands)",
+    "unknown command \(command): pass train, balance, bench, inspect or eval (concord --help)",
     rank: nil)
   exit(usageExitCode)
 }
@@ -64,13 +70,7 @@ func train(arguments: [String]) -> Int32 {
   // rank 0 prints.
   let parsed = Result { try parseTrainArguments(arguments) }
 
-  let communicator: MPICommunicator
-  do {
-    communicator = try MPICommunicator()
-  } catch {
-    printError("cannot start MPI: \(error)", rank: nil)
-    return failureExitCode
-  }
+  guard let communicator = startMPI() else { return failureExitCode }
 
   // A failure that all ranks saw alike: rank 0 (or the ranks that failed) print, every
   // rank waits for the others and leaves with the same code.
@@ -112,6 +112,16 @@ func train(arguments: [String]) -> Int32 {
   }
   try? communicator.finalize()
   return 0
+}
+
+/// Starts MPI (a singleton world without mpirun), or prints why it cannot and returns nil.
+func startMPI() -> MPICommunicator? {
+  do {
+    return try MPICommunicator()
+  } catch {
+    printError("cannot start MPI: \(error)", rank: nil)
+    return nil
+  }
 }
 
 /// OpenBLAS threads per rank when not set: the host's cores shared among the ranks on it.

@@ -1,0 +1,111 @@
+import ConcordData
+import ConcordDistributed
+import ConcordModel
+import ConcordTensors
+import Foundation
+
+/// The end-of-training evaluation of a saved checkpoint, as `concord eval` runs it.
+///
+/// The model is built from the shape stored in the checkpoint's metadata and takes the
+/// checkpoint's parameters, then ``Evaluation`` runs exactly as at the end of training: the
+/// supervised head's test accuracy and the kNN accuracy with the training set (limited by the
+/// run's `--train-limit`) as memory bank. Under `mpirun` the ranks split the test set.
+public enum CheckpointEvaluation {
+  /// What to evaluate and where to write the result.
+  public struct Options: Sendable {
+    /// The checkpoint file.
+    public var checkpointPath = ""
+    /// The data folder; nil means the one the checkpoint was trained on.
+    public var dataDirectory: String?
+    /// The folder of `eval.json`; nil means the run folder that contains the checkpoint.
+    public var outputDirectory: String?
+    /// Evaluate on the first N test images; nil means the run's `--test-limit`.
+    public var testLimit: Int?
+    /// The kNN neighbour count; nil means the run's `--knn`.
+    public var neighbours: Int?
+
+    /// Creates options that evaluate nothing until ``checkpointPath`` is set.
+    public init() {}
+  }
+
+  /// Loads the checkpoint, evaluates it and writes `eval.json` (rank 0).
+  ///
+  /// Every rank must call it.
+  ///
+  /// Failures are agreed on by every rank before they are thrown, as ``CollectiveFailure``.
+  /// Its underlying error is ``CheckpointError``, `SafeTensorsError` or ``UsageError`` when
+  /// the checkpoint file is at fault.
+  ///
+  /// - Returns: the accuracies, the checkpoint's step, and the seconds the evaluation took.
+  public static func run(_ options: Options, communicator: Communicator) throws -> RunSummary {
+    let start = Date()
+    let path = options.checkpointPath
+    let bytes = try collectively(communicator) {
+      try Checkpoint.readOnRoot(path, communicator: communicator)
+    }
+
+    // Every rank validates the same bytes, so every rank reaches the same verdict.
+    let (configuration, contents, model) = try collectively(communicator) {
+      let file = try Checkpoint.parse(bytes, path: path)
+      try CheckpointContents.checkVersionAndChecksum(file, path: path)
+      let configuration = try CheckpointContents.storedConfiguration(file, path: path)
+      let localBatch = max(configuration.batchSize / communicator.size, 1)
+      let (contents, model) = try CheckpointInspection.validatedCheckpoint(
+        file, path: path, capacity: 2 * localBatch)
+      return (configuration, contents, model)
+    }
+    for slot in model.layout.slots {
+      contents.load(
+        slot.name,
+        into: UnsafeMutableBufferPointer(
+          start: model.parameters.baseAddress + slot.offset, count: slot.count))
+    }
+
+    let dataDirectory = options.dataDirectory ?? configuration.dataDirectory
+    let testLimit = options.testLimit ?? configuration.testLimit
+    let (trainSet, testSet) = try collectively(communicator) {
+      try loadData(
+        directory: dataDirectory, trainLimit: configuration.trainLimit, testLimit: testLimit,
+        model: model.configuration, path: path)
+    }
+    let neighbours = options.neighbours ?? configuration.knnNeighbours
+    let evaluation = try Evaluation.run(
+      model: model, trainSet: trainSet, testSet: testSet, communicator: communicator,
+      neighbours: neighbours)
+    let summary = RunSummary(
+      testAccuracy: evaluation.testAccuracy, knnAccuracy: evaluation.knnAccuracy,
+      steps: contents.step, seconds: Date().timeIntervalSince(start))
+
+    let directory = options.outputDirectory ?? Checkpoint.runDirectory(containing: path)
+    try collectively(communicator) {
+      guard communicator.isRoot else { return }
+      print(summary.consoleLine(neighbours: neighbours))
+      try Trainer.makeDirectory(directory)
+      do {
+        try summary.write(toDirectory: directory)
+      } catch let error as AtomicFileError {
+        throw TrainingError("\(error)")
+      }
+      print("concord: wrote \(directory)/eval.json")
+    }
+    return summary
+  }
+
+  /// Loads the training and test sets and checks that their images fit the model.
+  private static func loadData(
+    directory: String, trainLimit: Int, testLimit: Int, model: ModelConfiguration, path: String
+  ) throws -> (Dataset, Dataset) {
+    let trainSet = try Dataset.load(
+      directory: directory, split: .train, limit: trainLimit > 0 ? trainLimit : nil,
+      classCount: model.classCount)
+    let testSet = try Dataset.load(
+      directory: directory, split: .test, limit: testLimit > 0 ? testLimit : nil,
+      classCount: model.classCount)
+    guard trainSet.pixelCount == model.inputSize else {
+      throw UsageError(
+        "\(directory) has images of \(trainSet.pixelCount) pixels but \(path) was trained on "
+          + "\(model.inputSize): pass the --data the checkpoint was trained on")
+    }
+    return (trainSet, testSet)
+  }
+}

@@ -1,0 +1,91 @@
+import ConcordDistributed
+import ConcordTensors
+import ConcordTraining
+import Foundation
+
+/// The usage text of `concord eval`.
+let evalUsage = """
+  usage: concord eval --checkpoint FILE [--data DIR] [--out DIR] [--test-limit N] [--knn K]
+
+  Evaluates a checkpoint as training does at its end: the supervised head's test accuracy
+  and the kNN accuracy of the representation. The model shape, the training images used as
+  kNN memory and the defaults of the flags below come from the checkpoint. Under mpirun the
+  ranks split the test set. Writes DIR/eval.json.
+
+    --checkpoint FILE   the checkpoint (a step-NNNNNNN.safetensors file)
+    --data DIR          folder of MNIST-format IDX files (default: the run's --data)
+    --out DIR           folder of eval.json (default: the run folder of the checkpoint)
+    --test-limit N      evaluate on only the first N test images (default: the run's)
+    --knn K             neighbours of the kNN evaluation (default: the run's)
+  """
+
+/// Parses the arguments of `concord eval` (without the subcommand).
+func parseEvalArguments(_ arguments: [String]) throws -> CheckpointEvaluation.Options {
+  var options = CheckpointEvaluation.Options()
+  var index = 0
+  while index < arguments.count {
+    let flag = arguments[index]
+    let names = ["--checkpoint", "--data", "--out", "--test-limit", "--knn"]
+    guard names.contains(flag) else {
+      throw UsageError("unknown flag \(flag): concord eval --help lists the flags")
+    }
+    guard index + 1 < arguments.count, !arguments[index + 1].isEmpty else {
+      throw UsageError("\(flag) needs a value (concord eval --help)")
+    }
+    let value = arguments[index + 1]
+    switch flag {
+    case "--checkpoint": options.checkpointPath = value
+    case "--data": options.dataDirectory = value
+    case "--out": options.outputDirectory = value
+    default:
+      guard let number = Int(value), number > 0 else {
+        throw UsageError("invalid \(flag) \(value): pass a whole number greater than 0")
+      }
+      if flag == "--knn" { options.neighbours = number } else { options.testLimit = number }
+    }
+    index += 2
+  }
+  guard !options.checkpointPath.isEmpty else {
+    throw UsageError("concord eval needs --checkpoint FILE (concord eval --help)")
+  }
+  return options
+}
+
+/// Runs `concord eval` on this rank and returns the exit code: 2 when the command line or
+/// the checkpoint file is at fault, 1 for other failures.
+func evaluate(arguments: [String]) -> Int32 {
+  if arguments.contains("--help") || arguments.contains("-h") {
+    print(evalUsage)
+    return 0
+  }
+  let parsed = Result { try parseEvalArguments(arguments) }
+  guard let communicator = startMPI() else { return failureExitCode }
+  BLAS.threadCount = defaultBLASThreads(ranks: communicator.size)
+
+  var message = ""
+  var shouldPrint = communicator.isRoot
+  var code = usageExitCode
+  do {
+    _ = try CheckpointEvaluation.run(try parsed.get(), communicator: communicator)
+    code = 0
+  } catch let failure as CollectiveFailure {
+    message = "\(failure)"
+    shouldPrint = failure.shouldPrint
+    let underlying = failure.underlying
+    let isFileFault =
+      underlying is UsageError || underlying is CheckpointError || underlying is SafeTensorsError
+    code = isFileFault ? usageExitCode : failureExitCode
+  } catch let error as UsageError {
+    message = "\(error)"
+  } catch {
+    // A failure of this rank alone: the others may be waiting in a collective.
+    printError("\(error)", rank: communicator.rank)
+    communicator.abort(exitCode: failureExitCode)
+  }
+  if code != 0 && shouldPrint {
+    printError(message, rank: communicator.isRoot ? nil : communicator.rank)
+  }
+  try? communicator.barrier()
+  try? communicator.finalize()
+  return code
+}
