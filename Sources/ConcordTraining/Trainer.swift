@@ -37,7 +37,9 @@ public final class Trainer {
   let totalSteps: Int
   let stepsPerEpoch: Int
   var step = 0
-  private let log: MetricsLog
+  let log: MetricsLog
+  /// Rank 0's TensorBoard event file under `tb/`; nil on other ranks and after a failed write.
+  var tensorBoard: TensorBoardWriter?
 
   // The step's inputs, both views stacked: rows 0..<b first views, b..<2b second views.
   private let input: Matrix
@@ -107,7 +109,10 @@ public final class Trainer {
     lossValues = Array(repeating: 0, count: t)
     taskOrder = PCGrad.taskOrder(seed: c.seed, step: 0, taskCount: t)
     balancing = BalancingResult(taskCount: t)
-    recorder = StepRecorder(keepsIntervals: false)
+    recorder = StepRecorder(
+      keepsIntervals: c.tracePath != nil,
+      capacity: ChromeTrace.capacity(
+        steps: totalSteps, taskCount: t, checkpointEvery: c.checkpointEvery))
     coefficients = .allocate(capacity: t)
     taskWeights = .allocate(capacity: t)
 
@@ -118,6 +123,7 @@ public final class Trainer {
     log = try MetricsLog(
       isRoot: communicator.isRoot, path: communicator.isRoot ? runDirectory + "/metrics.jsonl" : nil
     )
+    if communicator.isRoot { tensorBoard = try TensorBoardWriter(directory: runDirectory + "/tb") }
   }
 
   /// Restores the checkpoint named by `--resume`, if any. Every rank must call it.
@@ -250,10 +256,17 @@ public final class Trainer {
     var interval = IntervalStatistics(taskCount: c.tasks.count)
     var intervalStart = Date()
     let localBatch = c.batchSize / communicator.size
+    let progress = ProgressLine(
+      taskNames: c.tasks.map(\.rawValue), batchSize: c.batchSize, totalSteps: totalSteps,
+      stepsPerEpoch: stepsPerEpoch)
+    let traceStart = try startTraceClock()
     while step < totalSteps {
       let result = try trainStep(localBatch: localBatch)
       step += 1
       interval.add(losses: lossValues, result: result)
+      if log.isTerminal, let text = progress.add(step: step, losses: lossValues, result: result) {
+        log.showProgress(text)
+      }
 
       let isLast = step == totalSteps
       if (c.logEvery > 0 && step % c.logEvery == 0) || isLast {
@@ -266,7 +279,9 @@ public final class Trainer {
         try saveCheckpoint()
       }
     }
+    log.endProgress()
 
+    try writeTrace(start: traceStart)
     try verifyRanksAgree()
     let evaluation = try Evaluation.run(
       model: model, trainSet: trainSet, testSet: testSet, communicator: communicator,
@@ -462,6 +477,9 @@ public final class Trainer {
     line.add("samples_per_second", samplesPerSecond)
     line.add("seconds_left", secondsLeft)
     log.record(line)
+    addTensorBoardScalars(step: step, line.scalars.filter { $0.tag != "step" })
+    // A terminal shows the progress line instead.
+    guard !log.isTerminal else { return }
 
     let lossText = zip(names, losses).map { "\($0) \(String(format: "%.4f", $1))" }
       .joined(separator: " ")
@@ -496,6 +514,12 @@ public final class Trainer {
     line.add("knn_accuracy", summary.knnAccuracy)
     line.add("steps", summary.steps)
     line.add("seconds", summary.seconds)
+    addTensorBoardScalars(
+      step: summary.steps,
+      [
+        ("eval/test_accuracy", summary.testAccuracy ?? .nan),
+        ("eval/knn_accuracy", summary.knnAccuracy),
+      ])
     let accuracyText = summary.testAccuracy.map { String(format: "%.4f", $0) } ?? "n/a"
     log.print(
       "concord: test accuracy \(accuracyText), kNN accuracy \(String(format: "%.4f", summary.knnAccuracy)) "

@@ -27,6 +27,7 @@ let topUsage = """
   commands:
     train    train the shared encoder and task heads (concord train --help)
     balance  replay one gradient balancing step (concord balance --help)
+    plot     draw a run's metrics as an SVG page (concord plot --help)
   """
 
 var arguments = Array(CommandLine.arguments.dropFirst())
@@ -48,9 +49,11 @@ case "train":
   exit(train(arguments: arguments))
 case "balance":
   exit(balance(arguments: arguments))
+case "plot":
+  exit(plot(arguments: arguments))
 default:
   printError(
-    "unknown command \(command): pass train or balance (concord --help lists the commands)",
+    "unknown command \(command): pass train, balance or plot (concord --help lists the commands)",
     rank: nil)
   exit(usageExitCode)
 }
@@ -72,7 +75,7 @@ func train(arguments: [String]) -> Int32 {
   // A failure that all ranks saw alike: rank 0 (or the ranks that failed) print, every
   // rank waits for the others and leaves with the same code.
   func endTogether(_ message: String, shouldPrint: Bool, code: Int32) -> Int32 {
-    if shouldPrint { printError(message, rank: communicator.isRoot ? nil : communicator.rank) }
+    if shouldPrint { printError(message, rank: communicator.rank) }
     try? communicator.barrier()
     try? communicator.finalize()
     return code
