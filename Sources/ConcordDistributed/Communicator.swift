@@ -57,6 +57,15 @@ public protocol Communicator: AnyObject {
   /// - Throws: ``MPIError`` when the communication fails.
   func allgather(_ value: Int64) throws -> [Int64]
 
+  /// Returns every rank's `bytes`, indexed by rank, on rank `root`, and an empty array on
+  /// the other ranks.
+  ///
+  /// All ranks call it with the same `root`; the arrays may differ in length. It blocks until
+  /// this rank's bytes are sent, and on `root` until every rank's bytes have arrived.
+  ///
+  /// - Throws: ``MPIError`` when the communication fails.
+  func gather(_ bytes: [UInt8], root: Int) throws -> [[UInt8]]
+
   /// Returns once every rank has called it.
   ///
   /// - Throws: ``MPIError`` when the communication fails.
@@ -71,6 +80,18 @@ public protocol Communicator: AnyObject {
 
 extension Communicator {
   public var isRoot: Bool { rank == 0 }
+
+  /// Gathers by broadcasting each rank's bytes in turn: `size` broadcasts, for
+  /// communicators without a gather of their own.
+  public func gather(_ bytes: [UInt8], root: Int) throws -> [[UInt8]] {
+    var gathered: [[UInt8]] = []
+    for sender in 0..<size {
+      var message = sender == rank ? bytes : []
+      try broadcast(&message, root: sender)
+      if rank == root { gathered.append(message) }
+    }
+    return gathered
+  }
 
   /// Replaces the elements of `buffer` on every rank with their sum over all ranks.
   ///

@@ -165,6 +165,47 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     return values
   }
 
+  public func gather(_ bytes: [UInt8], root: Int) throws -> [[UInt8]] {
+    precondition((0..<size).contains(root), "gather root \(root) is not in 0..<\(size)")
+    // Every rank learns every length, not only the root as with MPI_Gather, because every
+    // rank must make the same number of MPI_Gatherv calls below.
+    let lengths = try allgather(Int64(bytes.count)).map { Int($0) }
+
+    // MPI_Gatherv takes Int32 counts and displacements into one receive buffer, so each
+    // call moves at most maximumChunk bytes in all: a piece of up to maximumChunk / size
+    // bytes from every rank.
+    let piece = max(Self.maximumChunk / size, 1)
+    let rounds = ((lengths.max() ?? 0) + piece - 1) / piece
+    var gathered = rank == root ? lengths.map { [UInt8](repeating: 0, count: $0) } : []
+    let largestRound = lengths.map { min($0, piece) }.reduce(0, +)
+    var received = [UInt8](repeating: 0, count: rank == root ? largestRound : 0)
+
+    for round in 0..<rounds {
+      let offset = round * piece
+      let counts = lengths.map { Int32(min(max($0 - offset, 0), piece)) }
+      var displacements = [Int32](repeating: 0, count: size)
+      for r in 1..<max(size, 1) { displacements[r] = displacements[r - 1] + counts[r - 1] }
+
+      try bytes.withUnsafeBytes { send in
+        try received.withUnsafeMutableBytes { receive in
+          try mpiCheck(
+            MPI_Gatherv(
+              send.baseAddress.map { $0 + min(offset, send.count) }, counts[rank], byteType,
+              receive.baseAddress, counts, displacements, byteType, Int32(root), world),
+            "MPI_Gatherv")
+        }
+      }
+
+      guard rank == root else { continue }
+      for r in 0..<size where counts[r] > 0 {
+        let start = Int(displacements[r])
+        gathered[r].replaceSubrange(
+          offset..<(offset + Int(counts[r])), with: received[start..<(start + Int(counts[r]))])
+      }
+    }
+    return gathered
+  }
+
   public func barrier() throws {
     checkRunning()
     try mpiCheck(MPI_Barrier(world), "MPI_Barrier")

@@ -6,13 +6,20 @@ import Foundation
 /// compare with `diff`. `JSONSerialization` does not keep insertion order.
 struct JSONLine {
   private var parts: [String] = []
+  /// The numbers added so far, tagged as TensorBoard shows them: `key` for a number and
+  /// `key/member` for a member of an object. TensorBoard groups tags by the part before the
+  /// first `/`, so a `/` in a member name becomes `-`: the cosine of `supervised/simclr` is
+  /// `cosine/supervised-simclr`.
+  private(set) var scalars: [(tag: String, value: Double)] = []
 
   mutating func add(_ key: String, _ value: Int) {
     parts.append("\(Self.quote(key)): \(value)")
+    scalars.append((key, Double(value)))
   }
 
   mutating func add(_ key: String, _ value: Double) {
     parts.append("\(Self.quote(key)): \(Self.number(value))")
+    scalars.append((key, value))
   }
 
   mutating func add(_ key: String, _ value: String) {
@@ -22,6 +29,9 @@ struct JSONLine {
   mutating func add(_ key: String, _ values: [(String, Double)]) {
     let inner = values.map { "\(Self.quote($0.0)): \(Self.number($0.1))" }
     parts.append("\(Self.quote(key)): {\(inner.joined(separator: ", "))}")
+    for (member, value) in values {
+      scalars.append((key + "/" + member.replacingOccurrences(of: "/", with: "-"), value))
+    }
   }
 
   mutating func add(_ key: String, raw: String) {

@@ -6,9 +6,14 @@ import Foundation
 final class MetricsLog {
   private let isRoot: Bool
   private let handle: FileHandle?
+  /// Whether rank 0's standard output is a terminal, which shows one progress line redrawn
+  /// in place instead of a line per logging interval.
+  let isTerminal: Bool
+  private var isShowingProgress = false
 
   init(isRoot: Bool, path: String?) throws {
     self.isRoot = isRoot
+    isTerminal = isRoot && Terminal.isStandardOutputTerminal
     guard isRoot, let path else {
       handle = nil
       return
@@ -29,7 +34,28 @@ final class MetricsLog {
   /// Prints a line on rank 0's standard output.
   func print(_ line: String) {
     guard isRoot else { return }
-    FileHandle.standardOutput.write((line + "\n").data(using: .utf8)!)
+    // Carriage return and "erase to end of line" (ANSI CSI K) remove the progress line,
+    // which the next progress update draws again below this line.
+    let prefix = isShowingProgress ? "\r\u{1B}[K" : ""
+    isShowingProgress = false
+    FileHandle.standardOutput.write((prefix + line + "\n").data(using: .utf8)!)
+  }
+
+  /// Draws `text` over the progress line on a terminal, cut to the terminal's width so that
+  /// it never wraps (a wrapped line cannot be redrawn in place).
+  func showProgress(_ text: String) {
+    guard isTerminal else { return }
+    let width = (Terminal.columns ?? 80) - 1
+    let shown = text.count > width ? String(text.prefix(max(width, 0))) : text
+    FileHandle.standardOutput.write(("\r" + shown + "\u{1B}[K").data(using: .utf8)!)
+    isShowingProgress = true
+  }
+
+  /// Ends the progress line, leaving its last text on the screen.
+  func endProgress() {
+    guard isShowingProgress else { return }
+    FileHandle.standardOutput.write("\n".data(using: .utf8)!)
+    isShowingProgress = false
   }
 
   /// Appends one JSON object to `metrics.jsonl`.

@@ -41,7 +41,8 @@ public final class StepRecorder {
   public private(set) var intervals: [Interval] = []
   /// The total nanoseconds spent in each phase.
   public private(set) var totals: [StepPhase: UInt64] = [:]
-  private let origin: UInt64
+  /// The monotonic time, in nanoseconds, that interval times count from.
+  public let origin: UInt64
   private var current: (phase: StepPhase, start: UInt64)?
   /// The step that new intervals belong to.
   public var step = 0

@@ -37,7 +37,9 @@ public final class Trainer {
   let totalSteps: Int
   let stepsPerEpoch: Int
   var step = 0
-  private let log: MetricsLog
+  let log: MetricsLog
+  /// Rank 0's TensorBoard event file under `tb/`; nil on other ranks and after a failed write.
+  var tensorBoard: TensorBoardWriter?
 
   // Balancing work space, reused every step.
   private var gram: [Double]
@@ -123,7 +125,10 @@ public final class Trainer {
     lossValues = Array(repeating: 0, count: t)
     taskOrder = PCGrad.taskOrder(seed: c.seed, step: 0, taskCount: t)
     balancing = BalancingResult(taskCount: t)
-    recorder = StepRecorder(keepsIntervals: false)
+    recorder = StepRecorder(
+      keepsIntervals: c.tracePath != nil,
+      capacity: ChromeTrace.capacity(
+        steps: totalSteps, taskCount: t, checkpointEvery: c.checkpointEvery))
     reducer = GradientReducer(
       communicator: communicator, buffer: model.reduceBuffer, mode: c.allreduceMode)
     coefficients = .allocate(capacity: t)
@@ -256,15 +261,27 @@ public final class Trainer {
   public func run() throws -> RunSummary {
     let start = Date()
     let c = configuration
+    // The event file is made only now, once a resumed checkpoint has loaded, so that a run
+    // that fails to start leaves the run folder as it was.
+    tensorBoard = try collectively(communicator) {
+      communicator.isRoot ? try TensorBoardWriter(directory: runDirectory + "/tb") : nil
+    }
     printStart()
 
     var interval = IntervalStatistics(taskCount: c.tasks.count)
     var intervalStart = Date()
     let localBatch = c.batchSize / communicator.size
+    let progress = ProgressLine(
+      taskNames: c.tasks.map(\.rawValue), batchSize: c.batchSize, totalSteps: totalSteps,
+      stepsPerEpoch: stepsPerEpoch)
+    let traceStart = try startTraceClock()
     while step < totalSteps {
       let result = try trainStep(localBatch: localBatch)
       step += 1
       interval.add(losses: lossValues, result: result)
+      if log.isTerminal, let text = progress.add(step: step, losses: lossValues, result: result) {
+        log.showProgress(text)
+      }
 
       let isLast = step == totalSteps
       if (c.logEvery > 0 && step % c.logEvery == 0) || isLast {
@@ -277,7 +294,9 @@ public final class Trainer {
         try saveCheckpoint()
       }
     }
+    log.endProgress()
 
+    try writeTrace(start: traceStart)
     try verifyRanksAgree()
     let evaluation = try Evaluation.run(
       model: model, trainSet: trainSet, testSet: testSet, communicator: communicator,
@@ -470,6 +489,9 @@ public final class Trainer {
     line.add("samples_per_second", samplesPerSecond)
     line.add("seconds_left", secondsLeft)
     log.record(line)
+    addTensorBoardScalars(step: step, line.scalars.filter { $0.tag != "step" })
+    // A terminal shows the progress line instead.
+    guard !log.isTerminal else { return }
 
     let lossText = zip(names, losses).map { "\($0) \(String(format: "%.4f", $1))" }
       .joined(separator: " ")
@@ -487,17 +509,23 @@ public final class Trainer {
         "step \(step): the parameters hold NaN or infinity, so no checkpoint was written: "
           + "lower --lr", isCollective: true)
     }
-    recorder.begin(.checkpoint)
-    defer { recorder.end() }
     let path = String(format: "%@/checkpoints/step-%07d.safetensors", runDirectory, step)
     // Every rank learns whether rank 0's write failed, so that all of them stop alike.
     try collectively(communicator) {
       guard communicator.isRoot else { return }
+      recorder.begin(.checkpoint)
+      defer { recorder.end() }
       try Checkpoint.save(trainer: self, to: path)
     }
   }
 
   private func writeSummary(_ summary: RunSummary) throws {
+    addTensorBoardScalars(
+      step: summary.steps,
+      [
+        ("eval/test_accuracy", summary.testAccuracy ?? .nan),
+        ("eval/knn_accuracy", summary.knnAccuracy),
+      ])
     log.print(summary.consoleLine(neighbours: configuration.knnNeighbours))
     guard communicator.isRoot else { return }
     try summary.write(toDirectory: runDirectory)

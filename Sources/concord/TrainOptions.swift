@@ -141,6 +141,10 @@ let trainOptions: [TrainOption] = [
   TrainOption(
     name: "--knn", value: "K", help: "neighbours of the kNN evaluation (default 20)"
   ) { $0.knnNeighbours = try positive($1, "--knn") },
+  TrainOption(
+    name: "--trace", value: "FILE",
+    help: "write every rank's step phases to FILE as a Chrome trace for Perfetto"
+  ) { $0.tracePath = try nonEmpty($1, "--trace") },
 ]
 
 /// Parses the arguments of `concord train` (without the subcommand).

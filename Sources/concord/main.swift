@@ -30,6 +30,7 @@ let topUsage = """
     bench    time the training step against the machine's limits (concord bench --help)
     inspect  check a checkpoint and list its metadata and tensors (concord inspect --help)
     eval     evaluate a checkpoint as training does at its end (concord eval --help)
+    plot     draw a run's metrics as an SVG page (concord plot --help)
   """
 
 var arguments = Array(CommandLine.arguments.dropFirst())
@@ -57,9 +58,11 @@ case "inspect":
   exit(inspect(arguments: arguments))
 case "eval":
   exit(evaluate(arguments: arguments))
+case "plot":
+  exit(plot(arguments: arguments))
 default:
   printError(
-    "unknown command \(command): pass train, balance, bench, inspect or eval (concord --help)",
+    "unknown command \(command): pass train, balance, bench, inspect, eval or plot (concord --help)",
     rank: nil)
   exit(usageExitCode)
 }
@@ -75,7 +78,7 @@ func train(arguments: [String]) -> Int32 {
   // A failure that all ranks saw alike: rank 0 (or the ranks that failed) print, every
   // rank waits for the others and leaves with the same code.
   func endTogether(_ message: String, shouldPrint: Bool, code: Int32) -> Int32 {
-    if shouldPrint { printError(message, rank: communicator.isRoot ? nil : communicator.rank) }
+    if shouldPrint { printError(message, rank: communicator.rank) }
     try? communicator.barrier()
     try? communicator.finalize()
     return code
