@@ -160,6 +160,10 @@ public final class Augmenter {
   public let width: Int
   /// A copy of the image for the transformations that read pixels they overwrite.
   private let scratch: FloatBuffer
+  /// The source columns and weight of each output column of the last crop.
+  private let columnLower: UnsafeMutablePointer<Int>
+  private let columnUpper: UnsafeMutablePointer<Int>
+  private let columnWeight: UnsafeMutablePointer<Float>
 
   /// The number of pixels of one image.
   var pixelCount: Int { height * width }
@@ -170,6 +174,15 @@ public final class Augmenter {
     self.height = height
     self.width = width
     scratch = FloatBuffer(count: height * width)
+    columnLower = .allocate(capacity: width)
+    columnUpper = .allocate(capacity: width)
+    columnWeight = .allocate(capacity: width)
+  }
+
+  deinit {
+    columnLower.deallocate()
+    columnUpper.deallocate()
+    columnWeight.deallocate()
   }
 
   /// Writes one randomly augmented view of `source` and the labels of the kinds applied.
@@ -218,12 +231,18 @@ public final class Augmenter {
     source.update(from: image, count: pixelCount)
     let scaleY = Float(region.height) / Float(height)
     let scaleX = Float(region.width) / Float(width)
+    // Every row samples the same columns: find them once.
+    for column in 0..<width {
+      (columnLower[column], columnUpper[column], columnWeight[column]) = samplePosition(
+        column, scale: scaleX, origin: region.x, extent: region.width)
+    }
     for row in 0..<height {
       let (y0, y1, fy) = samplePosition(
         row, scale: scaleY, origin: region.y, extent: region.height)
       for column in 0..<width {
-        let (x0, x1, fx) = samplePosition(
-          column, scale: scaleX, origin: region.x, extent: region.width)
+        let x0 = columnLower[column]
+        let x1 = columnUpper[column]
+        let fx = columnWeight[column]
         let top = source[y0 * width + x0] * (1 - fx) + source[y0 * width + x1] * fx
         let bottom = source[y1 * width + x0] * (1 - fx) + source[y1 * width + x1] * fx
         // Rounding can lift a blend of ones just above 1.

@@ -36,6 +36,8 @@ public struct StepBenchmarkReport: Sendable {
   public var blasThreads: Int
   /// The global batch in images.
   public var batchSize: Int
+  /// How the step allreduced.
+  public var allreduceMode: AllreduceMode
 }
 
 /// Measures the training step: time per step and per phase, next to the limits of the
@@ -115,7 +117,8 @@ public enum StepBenchmark {
       mpiAllreduceMilliseconds: allreduceMilliseconds,
       samplesPerSecond: Double(c.batchSize) / (median / 1e3), peakResidentMB: peak[0],
       analyticMB: analyticMegabytes(trainer: trainer, localBatch: localBatch),
-      ranks: communicator.size, blasThreads: BLAS.threadCount, batchSize: c.batchSize)
+      ranks: communicator.size, blasThreads: BLAS.threadCount, batchSize: c.batchSize,
+      allreduceMode: trainer.allreduceMode)
   }
 
   static func phaseName(_ phase: StepPhase, _ tasks: [String]) -> String {

@@ -53,6 +53,8 @@ public final class Trainer {
   /// The phase timer of every step.
   public let recorder: StepRecorder
   private let reducer: GradientReducer
+  /// How this run allreduces, with ``AllreduceMode/auto`` resolved.
+  public var allreduceMode: AllreduceMode { reducer.mode }
 
   /// Builds the trainer: loads the data, creates or restores the model, and prepares the
   /// run folder on rank 0.
@@ -229,11 +231,9 @@ public final class Trainer {
     log.print("concord: resumed from \(path) at step \(step)")
   }
 
-  /// Whether this host has a core that no rank or BLAS thread uses, for the prefetch thread.
+  /// Whether this rank has a core that its BLAS threads leave free, for the prefetch thread.
   static func hasSpareCore(ranks: Int) -> Bool {
-    let environment = ProcessInfo.processInfo.environment
-    let local = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? ranks
-    return ProcessInfo.processInfo.activeProcessorCount > local * BLAS.threadCount
+    HostCores.perRank() > BLAS.threadCount
   }
 
   deinit {
@@ -450,6 +450,7 @@ public final class Trainer {
     let c = configuration
     log.print(
       "concord: \(communicator.size) rank(s), \(BLAS.threadCount) BLAS thread(s) per rank, "
+        + "\(reducer.mode.rawValue) allreduce, "
         + "tasks \(c.tasks.map(\.rawValue).joined(separator: ",")), balancer \(c.balancer)")
     log.print(
       "concord: \(trainSet.count) training images, global batch \(c.batchSize) "

@@ -47,7 +47,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var dumpGradientsStep = -1
   /// How the per-task gradients are allreduced: overlapped with the backward pass by a
   /// communication thread, or in one blocking call after it.
-  public var allreduceMode = AllreduceMode.overlap
+  public var allreduceMode = AllreduceMode.auto
   /// OpenBLAS threads per rank; 0 picks the cores of the host divided by the ranks on it.
   public var blasThreads = 0
   /// Use only the first N training images (0: all); for quick runs and tests.
@@ -65,6 +65,67 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
 
   /// Creates the default configuration.
   public init() {}
+
+  /// Decodes a configuration, taking the default for every key the JSON lacks, so that
+  /// checkpoints written before a setting existed still resume.
+  public init(from decoder: Decoder) throws {
+    let container = try decoder.container(keyedBy: CodingKeys.self)
+    self.init()
+    dataDirectory =
+      try container.decodeIfPresent(type(of: dataDirectory).self, forKey: .dataDirectory)
+      ?? dataDirectory
+    outputDirectory =
+      try container.decodeIfPresent(type(of: outputDirectory).self, forKey: .outputDirectory)
+      ?? outputDirectory
+    epochs = try container.decodeIfPresent(type(of: epochs).self, forKey: .epochs) ?? epochs
+    steps = try container.decodeIfPresent(type(of: steps).self, forKey: .steps) ?? steps
+    batchSize =
+      try container.decodeIfPresent(type(of: batchSize).self, forKey: .batchSize) ?? batchSize
+    learningRate =
+      try container.decodeIfPresent(type(of: learningRate).self, forKey: .learningRate)
+      ?? learningRate
+    tasks = try container.decodeIfPresent(type(of: tasks).self, forKey: .tasks) ?? tasks
+    balancer = try container.decodeIfPresent(type(of: balancer).self, forKey: .balancer) ?? balancer
+    seed = try container.decodeIfPresent(type(of: seed).self, forKey: .seed) ?? seed
+    logEvery = try container.decodeIfPresent(type(of: logEvery).self, forKey: .logEvery) ?? logEvery
+    checkpointEvery =
+      try container.decodeIfPresent(type(of: checkpointEvery).self, forKey: .checkpointEvery)
+      ?? checkpointEvery
+    resume = try container.decodeIfPresent(type(of: resume).self, forKey: .resume) ?? resume
+    hiddenSizes =
+      try container.decodeIfPresent(type(of: hiddenSizes).self, forKey: .hiddenSizes) ?? hiddenSizes
+    temperature =
+      try container.decodeIfPresent(type(of: temperature).self, forKey: .temperature) ?? temperature
+    targetDecay =
+      try container.decodeIfPresent(type(of: targetDecay).self, forKey: .targetDecay) ?? targetDecay
+    gradNormAlpha =
+      try container.decodeIfPresent(type(of: gradNormAlpha).self, forKey: .gradNormAlpha)
+      ?? gradNormAlpha
+    gradNormLearningRate =
+      try container.decodeIfPresent(
+        type(of: gradNormLearningRate).self, forKey: .gradNormLearningRate) ?? gradNormLearningRate
+    gradNormLayer =
+      try container.decodeIfPresent(type(of: gradNormLayer).self, forKey: .gradNormLayer)
+      ?? gradNormLayer
+    dumpGradientsStep =
+      try container.decodeIfPresent(type(of: dumpGradientsStep).self, forKey: .dumpGradientsStep)
+      ?? dumpGradientsStep
+    allreduceMode =
+      try container.decodeIfPresent(type(of: allreduceMode).self, forKey: .allreduceMode)
+      ?? allreduceMode
+    blasThreads =
+      try container.decodeIfPresent(type(of: blasThreads).self, forKey: .blasThreads) ?? blasThreads
+    trainLimit =
+      try container.decodeIfPresent(type(of: trainLimit).self, forKey: .trainLimit) ?? trainLimit
+    testLimit =
+      try container.decodeIfPresent(type(of: testLimit).self, forKey: .testLimit) ?? testLimit
+    keep = try container.decodeIfPresent(type(of: keep).self, forKey: .keep) ?? keep
+    knnNeighbours =
+      try container.decodeIfPresent(type(of: knnNeighbours).self, forKey: .knnNeighbours)
+      ?? knnNeighbours
+    tracePath =
+      try container.decodeIfPresent(type(of: tracePath).self, forKey: .tracePath) ?? tracePath
+  }
 
   /// Returns the model shape that these settings describe, for a dataset of the given image size.
   public func modelConfiguration(inputSize: Int, classCount: Int, augmentationCount: Int)

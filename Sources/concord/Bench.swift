@@ -105,6 +105,7 @@ private func benchText(
     "concord bench step: \(r.ranks) rank(s) x \(r.blasThreads) BLAS thread(s), global batch "
       + "\(r.batchSize), hidden \(c.hiddenSizes.map(String.init).joined(separator: ",")), tasks "
       + "\(c.tasks.map(\.rawValue).joined(separator: ",")), balancer \(c.balancer), "
+      + "\(r.allreduceMode.rawValue) allreduce, "
       + "\(steps) steps after \(warmup) warm-up",
     "step ms            median \(f(r.stepMilliseconds.median))  p10 \(f(r.stepMilliseconds.p10))"
       + "  p90 \(f(r.stepMilliseconds.p90))",
@@ -146,6 +147,7 @@ private func benchJSON(_ r: StepBenchmarkReport) -> String {
     "\"analytic_mb\": \(jsonNumber(r.analyticMB))",
     "\"ranks\": \(r.ranks)",
     "\"blas_threads\": \(r.blasThreads)",
+    "\"allreduce_mode\": \"\(r.allreduceMode.rawValue)\"",
   ]
   return "{" + fields.joined(separator: ", ") + "}"
 }

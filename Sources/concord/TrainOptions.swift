@@ -120,11 +120,11 @@ let trainOptions: [TrainOption] = [
     configuration.dumpGradientsStep = step
   },
   TrainOption(
-    name: "--allreduce", value: "overlap|blocking",
-    help: "reduce gradients during the backward pass on a thread, or after it (default overlap)"
+    name: "--allreduce", value: "auto|overlap|blocking",
+    help: "reduce gradients during the backward pass on a thread, or after it (default auto)"
   ) { configuration, value in
     guard let mode = AllreduceMode(rawValue: value) else {
-      throw UsageError("invalid --allreduce \(value): pass overlap or blocking")
+      throw UsageError("invalid --allreduce \(value): pass auto, overlap or blocking")
     }
     configuration.allreduceMode = mode
   },

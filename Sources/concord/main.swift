@@ -129,7 +129,5 @@ func startMPI() -> MPICommunicator? {
 
 /// OpenBLAS threads per rank when not set: the host's cores shared among the ranks on it.
 func defaultBLASThreads(ranks: Int) -> Int {
-  let environment = ProcessInfo.processInfo.environment
-  let local = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? ranks
-  return max(1, ProcessInfo.processInfo.activeProcessorCount / max(local, 1))
+  HostCores.perRank()
 }
