@@ -18,8 +18,13 @@ public struct StepBenchmarkReport: Sendable {
   public var sgemmGFLOPS: Double
   /// The bytes of the fused buffer that one step allreduces.
   public var allreduceBytes: Int
-  /// Bandwidth of the step's allreduce: bytes over the time it takes.
+  /// Bandwidth of the step's allreduce, run alone after a barrier in the step's regions and
+  /// mode: bytes over its median time.
   public var allreduceGBPS: Double
+  /// The median milliseconds of that allreduce.
+  public var allreduceMilliseconds: Double
+  /// The milliseconds per step that the step waited for its allreduce (mean).
+  public var exposedAllreduceMilliseconds: Double
   /// Bandwidth of a plain `MPI_Allreduce` of the same bytes, in the same run.
   public var mpiAllreduceGBPS: Double
   /// Milliseconds of a plain `MPI_Allreduce` of the same bytes (median).
@@ -28,6 +33,9 @@ public struct StepBenchmarkReport: Sendable {
   public var samplesPerSecond: Double
   /// The largest resident set of any rank, in MB (2^20 bytes).
   public var peakResidentMB: Double
+  /// The resident set before the trainer allocates anything: the Swift runtime, MPI and
+  /// OpenBLAS (after its first call), in MB; the largest over the ranks.
+  public var baselineResidentMB: Double
   /// The analytic size of one rank's training state, in MB.
   public var analyticMB: Double
   /// The number of ranks.
@@ -53,6 +61,11 @@ public enum StepBenchmark {
     configuration: TrainingConfiguration, communicator: Communicator, warmupSteps: Int,
     steps: Int
   ) throws -> StepBenchmarkReport {
+    // What the process holds before Concord allocates: runtime, MPI, OpenBLAS's buffers.
+    let probe = Matrix(rows: 64, columns: 64)
+    BLAS.gemm(probe, probe, into: Matrix(rows: 64, columns: 64))
+    let baseline = currentResidentMegabytes()
+
     var c = configuration
     c.outputDirectory = NSTemporaryDirectory() + "concord-bench-\(getpid())"
     c.checkpointEvery = Int.max
@@ -86,12 +99,23 @@ public enum StepBenchmark {
       trainer.step += 1
     }
     times.sort()
+    // The peak of the training step itself, before the measurements below allocate their
+    // own operands.
+    let stepPeak = residentMegabytes()
 
     let flops = Double(shapes.reduce(0) { $0 + $1.flops })
     let sgemmSeconds = try timeGEMMs(shapes, communicator: communicator)
     let bytes = trainer.model.reduceBuffer.count * MemoryLayout<Float>.stride
     let allreduceMilliseconds = try timeAllreduce(
       count: trainer.model.reduceBuffer.count, communicator: communicator)
+    var fusedTimes: [Double] = []
+    for _ in 0..<10 {
+      try communicator.barrier()
+      let start = StepRecorder.now()
+      try trainer.reduceAsInStep()
+      fusedTimes.append(Double(StepRecorder.now() - start) / 1e6)
+    }
+    let fusedMilliseconds = percentile(fusedTimes.sorted(), 0.5)
 
     var phases: [(String, Double)] = []
     let names = c.tasks.map(\.rawValue)
@@ -105,17 +129,19 @@ public enum StepBenchmark {
     }
     let exposed = phases.first { $0.0 == "allreduce" }?.1 ?? 0
 
-    var peak = [residentMegabytes()]
+    var peak = [stepPeak, baseline]
     try communicator.allreduceMaxDouble(&peak)
     let median = percentile(times, 0.5)
     return StepBenchmarkReport(
       stepMilliseconds: (median, percentile(times, 0.1), percentile(times, 0.9)),
       phaseMilliseconds: phases, flopsPerStep: flops, modelGFLOPS: flops / (median * 1e6),
       sgemmGFLOPS: flops / (sgemmSeconds * 1e9), allreduceBytes: bytes,
-      allreduceGBPS: communicator.size > 1 && exposed > 0 ? Double(bytes) / (exposed * 1e6) : 0,
+      allreduceGBPS: communicator.size > 1 ? Double(bytes) / (fusedMilliseconds * 1e6) : 0,
+      allreduceMilliseconds: fusedMilliseconds, exposedAllreduceMilliseconds: exposed,
       mpiAllreduceGBPS: communicator.size > 1 ? Double(bytes) / (allreduceMilliseconds * 1e6) : 0,
       mpiAllreduceMilliseconds: allreduceMilliseconds,
       samplesPerSecond: Double(c.batchSize) / (median / 1e3), peakResidentMB: peak[0],
+      baselineResidentMB: peak[1],
       analyticMB: analyticMegabytes(trainer: trainer, localBatch: localBatch),
       ranks: communicator.size, blasThreads: BLAS.threadCount, batchSize: c.batchSize,
       allreduceMode: trainer.allreduceMode)
@@ -202,6 +228,15 @@ public enum StepBenchmark {
     floats += 3 * rows * c.inputSize  // two views and the stacked input
     floats += trainer.trainSet.images.count + trainer.testSet.images.count
     return Double(floats * MemoryLayout<Float>.stride) / 1_048_576
+  }
+
+  /// The current resident set in MB, from `VmRSS` in `/proc/self/status`; 0 off Linux.
+  static func currentResidentMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+      let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+      let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "")
+    else { return 0 }
+    return kilobytes / 1024
   }
 
   static func residentMegabytes() -> Double {

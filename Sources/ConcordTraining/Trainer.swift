@@ -56,6 +56,29 @@ public final class Trainer {
   /// How this run allreduces, with ``AllreduceMode/auto`` resolved.
   public var allreduceMode: AllreduceMode { reducer.mode }
 
+  /// Allreduces the reduce buffer as a step does, in the same regions and order, without the
+  /// backward pass around it; benchmarks time it. Every rank must call it.
+  func reduceAsInStep() throws {
+    reducer.begin()
+    let reduce = model.reduceBuffer
+    let headStart = model.lossOffset - (model.layout.count - model.encoderParameterCount)
+    reducer.gradientsReady(reduce.baseAddress + headStart, count: reduce.count - headStart)
+    let blocks = model.encoder.gradientBlocks
+    for layer in stride(from: blocks.count / 2 - 1, through: 0, by: -1) {
+      let weights = blocks[2 * layer]
+      let bias = blocks[2 * layer + 1]
+      if layer == 0 {
+        reducer.gradientsReady(bias.base, count: bias.count)
+        for t in 0..<weights.rows {
+          reducer.gradientsReady(weights.row(t).baseAddress!, count: weights.columns)
+        }
+      } else {
+        reducer.gradientsReady(weights.base, count: weights.count + bias.count)
+      }
+    }
+    try reducer.finish()
+  }
+
   /// Builds the trainer: loads the data, creates or restores the model, and prepares the
   /// run folder on rank 0.
   ///

@@ -120,14 +120,18 @@ private func benchText(
   if r.ranks > 1 {
     lines.append(
       "allreduce          \(f(Double(r.allreduceBytes) / 1e6, 1)) MB per step: step "
-        + "\(f(r.allreduceGBPS)) GB/s (exposed \(f(r.phaseMilliseconds.first { $0.name == "allreduce" }?.milliseconds ?? 0)) ms), "
+        + "\(f(r.allreduceGBPS)) GB/s (\(f(r.allreduceMilliseconds)) ms, exposed \(f(r.exposedAllreduceMilliseconds)) ms = "
+        + "\(f(100 * r.exposedAllreduceMilliseconds / r.allreduceMilliseconds, 0))%), "
         + "plain MPI_Allreduce \(f(r.mpiAllreduceGBPS)) GB/s (\(f(r.mpiAllreduceMilliseconds)) ms), ratio "
         + f(r.allreduceGBPS / r.mpiAllreduceGBPS))
   }
   lines.append("throughput         \(f(r.samplesPerSecond, 0)) samples/s")
   lines.append(
     "memory             peak RSS \(f(r.peakResidentMB, 1)) MB per rank, analytic "
-      + "\(f(r.analyticMB, 1)) MB, ratio \(f(r.peakResidentMB / r.analyticMB))")
+      + "\(f(r.analyticMB, 1)) MB, ratio \(f(r.peakResidentMB / r.analyticMB)); before "
+      + "allocating \(f(r.baselineResidentMB, 1)) MB (runtime, MPI, OpenBLAS), peak above it "
+      + "\(f(r.peakResidentMB - r.baselineResidentMB, 1)) MB, ratio "
+      + f((r.peakResidentMB - r.baselineResidentMB) / r.analyticMB))
   return lines.joined(separator: "\n")
 }
 
@@ -145,6 +149,9 @@ private func benchJSON(_ r: StepBenchmarkReport) -> String {
     "\"samples_per_s\": \(jsonNumber(r.samplesPerSecond))",
     "\"peak_rss_mb\": \(jsonNumber(r.peakResidentMB))",
     "\"analytic_mb\": \(jsonNumber(r.analyticMB))",
+    "\"baseline_rss_mb\": \(jsonNumber(r.baselineResidentMB))",
+    "\"allreduce_ms\": \(jsonNumber(r.allreduceMilliseconds))",
+    "\"exposed_allreduce_ms\": \(jsonNumber(r.exposedAllreduceMilliseconds))",
     "\"ranks\": \(r.ranks)",
     "\"blas_threads\": \(r.blasThreads)",
     "\"allreduce_mode\": \"\(r.allreduceMode.rawValue)\"",
