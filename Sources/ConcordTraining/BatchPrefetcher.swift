@@ -51,14 +51,14 @@ final class BatchSlot: @unchecked Sendable {
 
 /// Prepares the next step's batch on a background thread while the current step computes.
 ///
-/// Augmenting a batch is a few milliseconds of scalar work per step. When the host has a
-/// core that neither the ranks nor their BLAS threads use, a second thread hides it; without
-/// a spare core the two would only take turns, so the batch is then prepared in line. The
+/// Augmenting a batch is a few milliseconds of scalar work per step. When the rank has a
+/// core that its BLAS threads leave free, a second thread hides that work. Without a spare
+/// core the two threads would only take turns, so the batch is then prepared in line. The
 /// views do not depend on which thread made them: every sample's augmentation draws from a
 /// stream keyed by the step and the sample's place in the global batch.
 final class BatchPrefetcher {
-  /// What the worker thread shares with the caller. The thread keeps it alive, so that it
-  /// can still read the stop flag after the prefetcher is gone.
+  /// The state that the worker thread shares with the caller. The thread keeps it alive, so
+  /// that it can still read the stop flag after the prefetcher is gone.
   private final class Shared: @unchecked Sendable {
     let slots: [BatchSlot]
     let request = DispatchSemaphore(value: 0)

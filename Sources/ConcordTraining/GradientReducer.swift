@@ -3,13 +3,13 @@ import ConcordModel
 import ConcordTensors
 import Foundation
 
-/// How the step's allreduce runs.
+/// The way the step's allreduce runs.
 public enum AllreduceMode: String, Sendable, Codable, CaseIterable {
   /// ``overlap`` when the rank has a core that its BLAS threads leave free, else ``blocking``.
   ///
   /// Open MPI's blocking calls poll while they wait, so a communication thread without a core
-  /// of its own takes turns with the compute thread; on 2 ranks of a 2-core host that made the
-  /// backward pass 5-7 ms slower per step, more than the 3 ms the overlap hid.
+  /// of its own takes turns with the compute thread. On 2 ranks of a 2-core host that made the
+  /// backward pass 5-7 ms slower per step, more than the 3 ms that the overlap hid.
   case auto
   /// One blocking allreduce of the whole buffer after the backward pass.
   case blocking
@@ -19,8 +19,8 @@ public enum AllreduceMode: String, Sendable, Codable, CaseIterable {
 
 /// Sums the per-task gradients and losses over the ranks, bucket by bucket.
 ///
-/// With ``AllreduceMode/overlap``, a communication thread owns every MPI call of the step:
-/// the backward pass hands it each region of the reduce buffer as soon as the region is
+/// With ``AllreduceMode/overlap``, a communication thread owns every MPI call of the step.
+/// The backward pass hands it each region of the reduce buffer as soon as the region is
 /// final (``GradientObserver``), and the thread reduces the regions in that order while the
 /// compute thread goes on. Open MPI 4.1 has no progress thread of its own, so a non-blocking
 /// allreduce would only advance inside MPI calls; a thread that sits in blocking calls

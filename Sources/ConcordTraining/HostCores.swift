@@ -6,7 +6,7 @@ import Foundation
 /// and launch/cluster binds ranks to cores, so a bound rank has exactly the cores of its
 /// affinity mask. An unbound rank shares all the host's cores with the other ranks there.
 public enum HostCores {
-  /// The number of cores this rank may use without taking one from another rank.
+  /// Returns the number of cores this rank may use without taking one from another rank.
   public static func perRank() -> Int {
     let total = ProcessInfo.processInfo.activeProcessorCount
     let allowed = affinityCount() ?? total
@@ -16,7 +16,7 @@ public enum HostCores {
     return max(total / max(local, 1), 1)
   }
 
-  /// The number of CPUs in this process's affinity mask, from `Cpus_allowed` in
+  /// Returns the number of CPUs in this process's affinity mask, from `Cpus_allowed` in
   /// `/proc/self/status` (a comma-separated hexadecimal mask), or nil off Linux.
   static func affinityCount() -> Int? {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),

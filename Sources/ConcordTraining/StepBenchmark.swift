@@ -44,7 +44,7 @@ public struct StepBenchmarkReport: Sendable {
   public var blasThreads: Int
   /// The global batch in images.
   public var batchSize: Int
-  /// How the step allreduced.
+  /// The allreduce mode of the step.
   public var allreduceMode: AllreduceMode
 }
 
@@ -61,7 +61,7 @@ public enum StepBenchmark {
     configuration: TrainingConfiguration, communicator: Communicator, warmupSteps: Int,
     steps: Int
   ) throws -> StepBenchmarkReport {
-    // What the process holds before Concord allocates: runtime, MPI, OpenBLAS's buffers.
+    // The resident set before Concord allocates: runtime, MPI, OpenBLAS's buffers.
     let probe = Matrix(rows: 64, columns: 64)
     BLAS.gemm(probe, probe, into: Matrix(rows: 64, columns: 64))
     let baseline = currentResidentMegabytes()
@@ -212,7 +212,7 @@ public enum StepBenchmark {
     return percentile(times.sorted(), 0.5)
   }
 
-  /// The analytic size of one rank's state, in MB: parameters, the update, Adam's two
+  /// Returns the analytic size of one rank's state, in MB: parameters, the update, Adam's two
   /// moments, the BYOL target, the reduce buffer (T encoder gradients, head gradients,
   /// losses), the activations and deltas of the encoder and heads, and the input batch.
   static func analyticMegabytes(trainer: Trainer, localBatch: Int) -> Double {
@@ -230,7 +230,7 @@ public enum StepBenchmark {
     return Double(floats * MemoryLayout<Float>.stride) / 1_048_576
   }
 
-  /// The current resident set in MB, from `VmRSS` in `/proc/self/status`; 0 off Linux.
+  /// Returns the current resident set in MB, from `VmRSS` in `/proc/self/status`; 0 off Linux.
   static func currentResidentMegabytes() -> Double {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
