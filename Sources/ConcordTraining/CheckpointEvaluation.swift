@@ -106,6 +106,12 @@ public enum CheckpointEvaluation {
         "\(directory) has images of \(trainSet.pixelCount) pixels but \(path) was trained on "
           + "\(model.inputSize): pass the --data the checkpoint was trained on")
     }
+    guard testSet.height == trainSet.height && testSet.width == trainSet.width else {
+      throw TrainingError(
+        "--data \(directory): the test images are \(testSet.height)x\(testSet.width) but the "
+          + "training images are \(trainSet.height)x\(trainSet.width); pass a folder whose two "
+          + "splits have the same image size")
+    }
     return (trainSet, testSet)
   }
 }

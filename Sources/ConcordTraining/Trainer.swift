@@ -117,6 +117,13 @@ public final class Trainer {
     }
 
     (runDirectory, resumePath) = try Self.resolvePaths(c, communicator)
+    guard testSet.height == trainSet.height && testSet.width == trainSet.width else {
+      throw TrainingError(
+        "--data \(c.dataDirectory): the test images are \(testSet.height)x\(testSet.width) "
+          + "but the training images are \(trainSet.height)x\(trainSet.width); pass a folder "
+          + "whose two splits have the same image size")
+    }
+    try Self.checkMemory(c, inputSize: trainSet.height * trainSet.width, ranks: communicator.size)
     self.trainSet = trainSet
     self.testSet = testSet
     let sampler = try ShardedSampler(
@@ -192,6 +199,8 @@ public final class Trainer {
       do {
         let (directory, resume) = try resolvePathsOnRoot(c)
         text = "ok\n\(directory)\n\(resume)"
+      } catch let error as UsageError {
+        text = "usage\n\(error)"
       } catch {
         text = "error\n\(error)"
       }
@@ -202,7 +211,9 @@ public final class Trainer {
       separator: "\n", omittingEmptySubsequences: false
     ).map(String.init)
     guard parts.count == 3, parts[0] == "ok" else {
-      throw TrainingError(parts.dropFirst().joined(separator: " "))
+      let message = parts.dropFirst().joined(separator: " ")
+      if parts[0] == "usage" { throw UsageError(message) }
+      throw TrainingError(message)
     }
     return (parts[1], parts[2])
   }
@@ -217,6 +228,30 @@ public final class Trainer {
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.dateFormat = "yyyyMMdd-HHmmss"
         directory = "runs/" + formatter.string(from: Date())
+      }
+      // A new run must not mix its checkpoints and metrics with those of an earlier one, and
+      // --keep would delete the earlier checkpoints.
+      let checkpoints = directory + "/checkpoints"
+      let names = (try? FileManager.default.contentsOfDirectory(atPath: checkpoints)) ?? []
+      let hasCheckpoint = names.contains { name in
+        var isDirectory: ObjCBool = false
+        return name.hasPrefix("step-") && name.hasSuffix(".safetensors")
+          && FileManager.default.fileExists(
+            atPath: checkpoints + "/" + name, isDirectory: &isDirectory)
+          && !isDirectory.boolValue
+      }
+      if FileManager.default.fileExists(atPath: directory + "/metrics.jsonl") || hasCheckpoint {
+        throw UsageError(
+          "--out \(directory) already holds a run: pass --resume latest to continue it, or "
+            + "another --out")
+      }
+      if let trace = c.tracePath {
+        let folder = (trace as NSString).deletingLastPathComponent
+        guard access(folder.isEmpty ? "." : folder, W_OK) == 0 else {
+          throw UsageError(
+            "--trace \(trace): the folder \(folder) does not exist or is not writable; "
+              + "pass a path in a writable folder")
+        }
       }
       return (directory, "")
     case "latest":
@@ -252,6 +287,24 @@ public final class Trainer {
     let bytes = try Checkpoint.readOnRoot(path, communicator: communicator)
     try Checkpoint.restore(self, from: bytes, path: path)
     log.print("concord: resumed from \(path) at step \(step)")
+  }
+
+  /// Rejects encoder widths whose training state alone would not fit in this host's memory:
+  /// parameters, update, Adam's two moments, the BYOL target and T per-task gradients.
+  static func checkMemory(_ c: TrainingConfiguration, inputSize: Int, ranks: Int) throws {
+    let widths = [inputSize] + c.hiddenSizes
+    var parameters = 0.0
+    for (inputs, outputs) in zip(widths, widths.dropFirst()) {
+      parameters += Double(inputs + 1) * Double(outputs)
+    }
+    let bytes = parameters * 4 * Double(5 + c.tasks.count)
+    let available = Double(ProcessInfo.processInfo.physicalMemory) / Double(max(ranks, 1))
+    guard bytes < available else {
+      throw UsageError(
+        "--hidden \(c.hiddenSizes.map(String.init).joined(separator: ",")) needs about "
+          + "\(Int(bytes / 1e9)) GB per rank for the encoder alone, more than this host's "
+          + "\(Int(available / 1e9)) GB per rank: pass smaller widths")
+    }
   }
 
   /// Whether this rank has a core that its BLAS threads leave free, for the prefetch thread.
