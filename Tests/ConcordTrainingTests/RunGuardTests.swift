@@ -12,7 +12,7 @@ private func writeIDX(_ path: String, dimensions: [Int], fill: (Int) -> UInt8) t
   try Data(bytes).write(to: URL(fileURLWithPath: path))
 }
 
-/// A tiny MNIST-format dataset whose test images are `testSide` pixels square.
+/// Writes a tiny MNIST-format dataset whose test images are `testSide` pixels square.
 private func makeDataset(testSide: Int) throws -> String {
   let directory = try makeTemporaryDirectory()
   try writeIDX(directory + "/train-images-idx3-ubyte", dimensions: [64, 28, 28]) { UInt8($0 % 251) }
