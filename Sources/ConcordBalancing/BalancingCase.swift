@@ -49,6 +49,13 @@ public struct BalancingCase: Sendable {
         "gradients have lengths \(Set(gradients.map(\.count)).sorted()): give vectors of one "
           + "non-zero length")
     }
+    for (task, vector) in gradients.enumerated() {
+      if let index = vector.firstIndex(where: { !$0.isFinite }) {
+        throw BalancingCaseError(
+          "gradients[\(task)][\(index)] is \(vector[index]) as a 32-bit float: give finite values "
+            + "within ±3.4e38")
+      }
+    }
     let usesGradNorm = balancer == .gradnorm || balancer == .pcgradGradnorm
     if usesGradNorm {
       guard losses.count == t else {

@@ -24,7 +24,7 @@ final class MetricsLog {
           "cannot create \(path): check that the run folder is writable or pass another --out")
       }
     }
-    guard let handle = FileHandle(forWritingAtPath: path) else {
+    guard let handle = FileHandle(forUpdatingAtPath: path) else {
       throw TrainingError("cannot open \(path) for writing: pass another --out")
     }
     handle.seekToEndOfFile()
@@ -56,6 +56,32 @@ final class MetricsLog {
     guard isShowingProgress else { return }
     FileHandle.standardOutput.write("\n".data(using: .utf8)!)
     isShowingProgress = false
+  }
+
+  /// Drops the lines logged after step `step`, as a resumed run logs those steps again.
+  ///
+  /// Lines are in step order, each starting `{"step": N,`; the file is cut after the last
+  /// line whose step is at most `step`.
+  func truncate(afterStep step: Int) throws {
+    guard let handle else { return }
+    handle.seek(toFileOffset: 0)
+    let data = handle.readDataToEndOfFile()
+    var keep = 0
+    var lineStart = 0
+    let bytes = [UInt8](data)
+    for index in bytes.indices where bytes[index] == UInt8(ascii: "\n") {
+      let line = String(decoding: bytes[lineStart..<index], as: UTF8.self)
+      if let logged = Self.step(of: line), logged > step { break }
+      keep = index + 1
+      lineStart = index + 1
+    }
+    try handle.truncate(atOffset: UInt64(keep))
+    handle.seekToEndOfFile()
+  }
+
+  private static func step(of line: String) -> Int? {
+    guard line.hasPrefix("{\"step\": ") else { return nil }
+    return Int(line.dropFirst("{\"step\": ".count).prefix { $0.isNumber })
   }
 
   /// Appends one JSON object to `metrics.jsonl`.

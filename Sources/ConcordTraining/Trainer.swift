@@ -126,6 +126,11 @@ public final class Trainer {
     try Self.checkMemory(c, inputSize: trainSet.height * trainSet.width, ranks: communicator.size)
     self.trainSet = trainSet
     self.testSet = testSet
+    guard c.batchSize <= trainSet.count else {
+      throw UsageError(
+        "--batch-size \(c.batchSize) exceeds the \(trainSet.count) training images: pass at "
+          + "most \(trainSet.count)")
+    }
     let sampler = try ShardedSampler(
       datasetCount: trainSet.count, globalBatchSize: c.batchSize, worldSize: communicator.size,
       rank: communicator.rank, seed: c.seed)
@@ -134,6 +139,11 @@ public final class Trainer {
       dataset: trainSet, sampler: sampler, seed: c.seed,
       inBackground: Self.hasSpareCore(ranks: communicator.size))
     totalSteps = c.steps > 0 ? c.steps : c.epochs * stepsPerEpoch
+    guard c.dumpGradientsStep < totalSteps else {
+      throw UsageError(
+        "--dump-gradients \(c.dumpGradientsStep) is not a step of this run, which ends at step "
+          + "\(totalSteps): pass a step below \(totalSteps)")
+    }
 
     let localBatch = c.batchSize / communicator.size
     let modelConfiguration = c.modelConfiguration(
@@ -286,6 +296,12 @@ public final class Trainer {
   private func restore(from path: String) throws {
     let bytes = try Checkpoint.readOnRoot(path, communicator: communicator)
     try Checkpoint.restore(self, from: bytes, path: path)
+    guard step <= totalSteps else {
+      throw UsageError(
+        "--steps \(totalSteps) is below step \(step) of \(path): pass --steps above \(step) "
+          + "to continue the run")
+    }
+    try log.truncate(afterStep: step)
     log.print("concord: resumed from \(path) at step \(step)")
   }
 
@@ -434,7 +450,8 @@ public final class Trainer {
       if consecutiveSkips >= 3 {
         throw TrainingError(
           "steps \(step - 2) to \(step) had non-finite losses or gradients: lower --lr or "
-            + "check the data; the last good checkpoint is in \(runDirectory)/checkpoints",
+            + "check the data, then resume from the newest checkpoint in "
+            + "\(runDirectory)/checkpoints, if there is one",
           isCollective: true)
       }
       return nil

@@ -49,6 +49,7 @@ func balanceCommandAnswersGoldenCase(file: String) throws {
   ("{\"balancer\": \"pcgrad\", \"gradients\": [[1, \"x\"]]}", "gradients[0][1]"),
   ("{\"balancer\": \"pcgrad\", \"gradient\": [[1]]}", "gradient"),
   ("[1, 2, 3]", "not an object"),
+  ("{\"balancer\": \"pcgrad\", \"gradients\": [[1e39, 1]]}", "gradients[0][0]"),
 ])
 func balanceCommandRejectsMalformedInput(json: String, named: String) throws {
   let directory = try makeTemporaryDirectory()

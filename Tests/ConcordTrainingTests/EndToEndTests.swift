@@ -114,6 +114,8 @@ struct EndToEndTests {
     (["--lr", "-1"], "--lr -1"),
     (["--steps", "0"], "--steps 0"),
     (["--log-every"], "--log-every"),
+    (["--steps", "5", "--dump-gradients", "9"], "--dump-gradients 9"),
+    (["--batch-size", "100000"], "--batch-size 100000"),
   ])
   func badFlagsExitWithUsageError(flags: [String], named: String) throws {
     let out = try makeTemporaryDirectory()

@@ -60,6 +60,33 @@ struct RunGuardTests {
     #expect(try contents(of: out) == before)
   }
 
+  /// A run that logged past its newest checkpoint logs those steps again when resumed; the
+  /// metrics file keeps each step once.
+  @Test func resumeDropsMetricsPastCheckpoint() throws {
+    let data = try makeDataset(testSide: 28)
+    let out = try makeTemporaryDirectory()
+    let flags = [
+      "train", "--data", data, "--out", out, "--batch-size", "16", "--hidden", "16,8",
+      "--log-every", "1", "--checkpoint-every", "3",
+    ]
+    #expect(try mpirun(ranks: 2, flags + ["--steps", "6"], timeout: 120).status == 0)
+    // As if the run had died after logging step 6 but before its checkpoint.
+    try FileManager.default.removeItem(atPath: out + "/checkpoints/step-0000006.safetensors")
+
+    let tooShort = try mpirun(ranks: 2, flags + ["--steps", "2", "--resume", "latest"])
+    #expect(tooShort.status == 2, "\(tooShort.standardError)")
+    #expect(tooShort.standardError.contains("--steps 2"), "\(tooShort.standardError)")
+
+    let resumed = try mpirun(ranks: 2, flags + ["--steps", "6", "--resume", "latest"])
+    #expect(resumed.status == 0, "\(resumed.standardError)")
+    let steps = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8)
+      .split(separator: "\n").map { line -> Int in
+        let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        return object?["step"] as? Int ?? -1
+      }
+    #expect(steps == [1, 2, 3, 4, 5, 6])
+  }
+
   @Test func testImagesOfAnotherSizeFailBeforeTraining() throws {
     let data = try makeDataset(testSide: 20)
     let out = try makeTemporaryDirectory() + "/run"
