@@ -535,8 +535,10 @@ public final class Trainer {
           + "binary on the same kind of CPU", isCollective: true)
     }
     log.print(
-      "concord: state checksum \(String(format: "%016llx", checksum.value)) identical on all "
-        + "\(communicator.size) ranks")
+      communicator.size == 1
+        ? "concord: state checksum \(String(format: "%016llx", checksum.value)) (1 rank)"
+        : "concord: state checksum \(String(format: "%016llx", checksum.value)) identical on all "
+          + "\(communicator.size) ranks")
   }
 
   private func printStart() {

@@ -52,8 +52,10 @@ func goldenCase(fileName: String) throws {
   // Only the GradNorm balancers learn weights; the others keep w_t = 1 by definition.
   let learnsWeights = kind == .gradnorm || kind == .pcgradGradnorm
   if learnsWeights {
-    balancer.taskWeights = try #require(golden.weights)
-    balancer.initialLosses = try #require(golden.initialLosses)
+    let weights = try #require(golden.weights)
+    let initialLosses = try #require(golden.initialLosses)
+    balancer.taskWeights = weights
+    balancer.initialLosses = initialLosses
   }
   let input = BalancingInput(
     gradients: golden.gradients, losses: golden.losses ?? [], taskOrder: golden.order)

@@ -39,8 +39,8 @@ func run(_ executable: String, _ arguments: [String], timeout: Double = 300) thr
   let directory = try makeTemporaryDirectory()
   let outputPath = directory + "/stdout"
   let errorPath = directory + "/stderr"
-  FileManager.default.createFile(atPath: outputPath, contents: nil)
-  FileManager.default.createFile(atPath: errorPath, contents: nil)
+  _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+  _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
   let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
   let error = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
   process.standardOutput = output

@@ -129,7 +129,7 @@ struct TensorBoardWriterFileTests {
 
   @Test func unwritableFolderThrows() throws {
     let file = try makeTemporaryDirectory() + "/file"
-    FileManager.default.createFile(atPath: file, contents: Data())
+    _ = FileManager.default.createFile(atPath: file, contents: Data())
     #expect(throws: TrainingError.self) {
       try TensorBoardWriter(directory: file + "/tb")
     }
