@@ -39,7 +39,7 @@ public final class FloatBuffer: @unchecked Sendable {
   /// A copy of the elements as an array.
   public var array: [Float] { Array(elements) }
 
-  /// A row-major matrix view of `rows * columns` elements starting at `offset`.
+  /// Returns a row-major matrix view of `rows * columns` elements starting at `offset`.
   public func matrix(rows: Int, columns: Int, offset: Int = 0) -> Matrix {
     precondition(
       offset >= 0 && offset + rows * columns <= count,
@@ -109,7 +109,7 @@ public struct Matrix: @unchecked Sendable {
     nonmutating set { base[row * rowStride + column] = newValue }
   }
 
-  /// The elements of one row.
+  /// Returns the elements of one row.
   public func row(_ index: Int) -> UnsafeMutableBufferPointer<Float> {
     UnsafeMutableBufferPointer(start: base + index * rowStride, count: columns)
   }
@@ -120,7 +120,7 @@ public struct Matrix: @unchecked Sendable {
     return UnsafeMutableBufferPointer(start: base, count: count)
   }
 
-  /// A view of the rows `range`.
+  /// Returns a view of the rows `range`.
   public func rows(_ range: Range<Int>) -> Matrix {
     precondition(range.lowerBound >= 0 && range.upperBound <= rows, "rows \(range) of \(rows)")
     return Matrix(
@@ -128,7 +128,7 @@ public struct Matrix: @unchecked Sendable {
       columns: columns, rowStride: rowStride)
   }
 
-  /// A view of the columns `range` of every row.
+  /// Returns a view of the columns `range` of every row.
   public func columns(_ range: Range<Int>) -> Matrix {
     precondition(
       range.lowerBound >= 0 && range.upperBound <= columns, "columns \(range) of \(columns)")

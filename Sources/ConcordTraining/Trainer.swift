@@ -53,7 +53,7 @@ public final class Trainer {
   /// The phase timer of every step.
   public let recorder: StepRecorder
   private let reducer: GradientReducer
-  /// How this run allreduces, with ``AllreduceMode/auto`` resolved.
+  /// The allreduce mode of this run, with ``AllreduceMode/auto`` resolved.
   public var allreduceMode: AllreduceMode { reducer.mode }
 
   /// Allreduces the reduce buffer as a step does, in the same regions and order, without the
@@ -323,7 +323,8 @@ public final class Trainer {
     }
   }
 
-  /// Whether this rank has a core that its BLAS threads leave free, for the prefetch thread.
+  /// Returns whether this rank has a core that its BLAS threads leave free, for the prefetch
+  /// thread.
   static func hasSpareCore(ranks: Int) -> Bool {
     HostCores.perRank() > BLAS.threadCount
   }
@@ -423,7 +424,7 @@ public final class Trainer {
     recorder.begin(.encoderBackward)
     model.backwardEncoder(rows: 2 * b, observer: reducer)
 
-    // One allreduce carries every task's gradients and losses; the mean over ranks equals
+    // One allreduce carries every task's gradients and losses. The mean over ranks equals
     // the gradient of the global batch because every rank has the same number of images.
     recorder.begin(.allreduce)
     try reducer.finish()
@@ -437,7 +438,7 @@ public final class Trainer {
       for t in 0..<model.taskCount { normSquares[t] = gram[t * model.taskCount + t] }
     }
     // A NaN or infinity anywhere in a task's gradient makes its Gram row non-finite, so this
-    // test covers every reduced gradient and loss. Every rank sees the same reduced values
+    // test covers every reduced gradient and loss. Every rank has the same reduced values
     // and skips alike.
     guard lossValues.allSatisfy(\.isFinite), gram.allSatisfy(\.isFinite) else {
       consecutiveSkips += 1
@@ -599,7 +600,7 @@ public final class Trainer {
   }
 
   private func saveCheckpoint() throws {
-    // Every rank holds the same parameters, so every rank reaches the same verdict.
+    // Every rank has the same parameters, so every rank reaches the same verdict.
     guard model.parameters.elements.allSatisfy(\.isFinite) else {
       throw TrainingError(
         "step \(step): the parameters hold NaN or infinity, so no checkpoint was written: "

@@ -15,7 +15,7 @@ private func checkpoint(_ out: String, step: Int) throws -> SafeTensors {
   try SafeTensors.read(path: String(format: "%@/checkpoints/step-%07d.safetensors", out, step))
 }
 
-/// Every tensor of `a` that is not an optimizer moment, with its values.
+/// Returns the `F32` tensors of `file` other than the optimizer moments.
 private func parameterTensors(_ file: SafeTensors) -> [SafeTensors.Tensor] {
   file.tensors.filter { $0.dtype == .f32 && !$0.name.hasPrefix("adam.") }
 }
@@ -45,9 +45,11 @@ struct EndToEndTests {
         with: Data(contentsOf: URL(fileURLWithPath: out + "/eval.json"))) as! [String: Any]
     #expect(evaluation["steps"] as? Int == 6)
     let accuracy = try #require(evaluation["test_accuracy"] as? Double)
-    #expect(accuracy > 0.1 && accuracy <= 1)
+    #expect(accuracy > 0.1)
+    #expect(accuracy <= 1)
     let knn = try #require(evaluation["knn_accuracy"] as? Double)
-    #expect(knn > 0.1 && knn <= 1)
+    #expect(knn > 0.1)
+    #expect(knn <= 1)
     #expect(evaluation["seconds"] as? Double != nil)
 
     let names = try FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints").sorted()
@@ -151,7 +153,7 @@ struct BalancingEndToEndTests {
     let dump = out + "/gradients-step-2.safetensors"
     #expect(FileManager.default.fileExists(atPath: dump))
 
-    // The line logged after 4 steps holds the weights used by step 3 (counting from 0):
+    // The line logged after 4 steps has the weights used by step 3 (counting from 0):
     // those that step 2's GradNorm update produced.
     let lines = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8)
       .split(separator: "\n")

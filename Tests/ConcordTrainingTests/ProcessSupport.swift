@@ -7,7 +7,7 @@ struct ProcessResult {
   var standardError: String
 }
 
-/// The `concord` binary under test: `CONCORD_BINARY` (set by launch/test to the release
+/// Returns the `concord` binary under test: `CONCORD_BINARY` (set by launch/test to the release
 /// build), else the debug build next to the tests.
 func concordBinary() -> String {
   if let path = ProcessInfo.processInfo.environment["CONCORD_BINARY"], !path.isEmpty {
@@ -35,7 +35,7 @@ func run(_ executable: String, _ arguments: [String], timeout: Double = 300) thr
   process.executableURL = URL(fileURLWithPath: executable)
   process.arguments = arguments
 
-  // Files rather than pipes: a pipe that nobody reads fills up and blocks the process.
+  // Files rather than pipes, because a pipe that is not read fills up and blocks the process.
   let directory = try makeTemporaryDirectory()
   let outputPath = directory + "/stdout"
   let errorPath = directory + "/stderr"
