@@ -27,7 +27,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
   public let rank: Int
   public let size: Int
 
-  /// Whether ``finalize()`` has run. No MPI call is allowed afterwards.
+  /// Whether ``finalize()`` has run.
+  ///
+  /// No MPI call is allowed afterwards.
   public private(set) var isFinalized = false
 
   /// The largest element count passed to one MPI call: counts are `Int32` in the C interface.

@@ -37,13 +37,15 @@ public final class Adam {
   /// The constant added to the bias-corrected root of the second moment.
   public let epsilon: Float
 
-  /// The first-moment estimate `m`, `[parameterCount]`. A replacement must have the same
-  /// count.
+  /// The first-moment estimate `m`, `[parameterCount]`.
+  ///
+  /// A replacement must have the same count.
   public var firstMoment: FloatBuffer {
     didSet { checkCount(of: firstMoment, name: "firstMoment") }
   }
-  /// The second-moment estimate `v`, `[parameterCount]`. A replacement must have the same
-  /// count.
+  /// The second-moment estimate `v`, `[parameterCount]`.
+  ///
+  /// A replacement must have the same count.
   public var secondMoment: FloatBuffer {
     didSet { checkCount(of: secondMoment, name: "secondMoment") }
   }

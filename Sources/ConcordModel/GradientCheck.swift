@@ -39,7 +39,9 @@ public struct GradientCheck: Sendable {
   public var step: Float
   /// The smallest denominator of the relative error.
   public var floor: Float
-  /// The largest number of coordinates checked. A larger input is sampled down to this many.
+  /// The largest number of coordinates checked.
+  ///
+  /// A larger input is sampled down to this many.
   public var maximumCoordinateCount: Int
   /// The seed of the stream that samples coordinates.
   public var seed: UInt64

@@ -57,8 +57,10 @@ final class BatchSlot: @unchecked Sendable {
 /// views do not depend on which thread made them: every sample's augmentation draws from a
 /// stream keyed by the step and the sample's place in the global batch.
 final class BatchPrefetcher {
-  /// The state that the worker thread shares with the caller. The thread keeps it alive, so
-  /// that it can still read the stop flag after the prefetcher is gone.
+  /// The state that the worker thread shares with the caller.
+  ///
+  /// The thread keeps it alive, so that it can still read the stop flag after the prefetcher is
+  /// gone.
   private final class Shared: @unchecked Sendable {
     let slots: [BatchSlot]
     let request = DispatchSemaphore(value: 0)

@@ -82,8 +82,10 @@ enum ChromeTrace {
 }
 
 extension Trainer {
-  /// Starts the common clock of `--trace`: after a barrier, every rank reads its monotonic
-  /// clock, and trace times count from that reading. Returns nil without `--trace`.
+  /// Starts the common clock of `--trace`: after a barrier, every rank reads its monotonic clock,
+  /// and trace times count from that reading.
+  ///
+  /// Returns nil without `--trace`.
   ///
   /// Every rank must call it, at the same point.
   func startTraceClock() throws -> UInt64? {

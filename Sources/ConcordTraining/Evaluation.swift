@@ -99,6 +99,7 @@ enum Evaluation {
   }
 
   /// Counts the `query` rows whose weighted kNN vote over `bank` gives their label.
+  ///
   /// Both matrices hold L2-normalised rows.
   static func knnCorrect(
     query: Matrix, queryLabels: [Int32], offset: Int, bank: Matrix, bankLabels: [Int32],

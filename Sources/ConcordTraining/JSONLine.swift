@@ -7,9 +7,10 @@ import Foundation
 struct JSONLine {
   private var parts: [String] = []
   /// The numbers added so far, tagged as TensorBoard shows them: `key` for a number and
-  /// `key/member` for a member of an object. TensorBoard groups tags by the part before the
-  /// first `/`, so a `/` in a member name becomes `-`: the cosine of `supervised/simclr` is
-  /// `cosine/supervised-simclr`.
+  /// `key/member` for a member of an object.
+  ///
+  /// TensorBoard groups tags by the part before the first `/`, so a `/` in a member name becomes
+  /// `-`: the cosine of `supervised/simclr` is `cosine/supervised-simclr`.
   private(set) var scalars: [(tag: String, value: Double)] = []
 
   mutating func add(_ key: String, _ value: Int) {

@@ -173,7 +173,9 @@ public enum StepBenchmark {
   }
 
   /// Seconds to run every product of `shapes` once with `cblas_sgemm`: the fastest of five
-  /// repetitions. All ranks run at once, as in the step, so that they share the machine alike.
+  /// repetitions.
+  ///
+  /// All ranks run at once, as in the step, so that they share the machine alike.
   static func timeGEMMs(_ shapes: [GEMMShape], communicator: Communicator) throws -> Double {
     let operands = shapes.map { shape in
       (
@@ -256,7 +258,9 @@ public enum StepBenchmark {
 }
 
 extension Communicator {
-  /// Replaces each value by its maximum over the ranks. Every rank must call it.
+  /// Replaces each value by its maximum over the ranks.
+  ///
+  /// Every rank must call it.
   func allreduceMaxDouble(_ values: inout [Double]) throws {
     // The values are non-negative here, so the maximum of their bit patterns as integers is
     // the bit pattern of their maximum.

@@ -187,9 +187,10 @@ struct ProtobufEncoder {
 }
 
 extension Trainer {
-  /// Adds `scalars` at `step` to rank 0's event file. A failed write is reported once as a
-  /// warning and ends the event file, because losing the TensorBoard view should not stop a
-  /// run whose `metrics.jsonl` contains the same values.
+  /// Adds `scalars` at `step` to rank 0's event file.
+  ///
+  /// A failed write is reported once as a warning and ends the event file, because losing the
+  /// TensorBoard view should not stop a run whose `metrics.jsonl` contains the same values.
   func addTensorBoardScalars(step: Int, _ scalars: [(tag: String, value: Double)]) {
     guard let writer = tensorBoard else { return }
     do {

@@ -57,7 +57,9 @@ public final class Trainer {
   public var allreduceMode: AllreduceMode { reducer.mode }
 
   /// Allreduces the reduce buffer as a step does, in the same regions and order, without the
-  /// backward pass around it; benchmarks time it. Every rank must call it.
+  /// backward pass around it; benchmarks time it.
+  ///
+  /// Every rank must call it.
   func reduceAsInStep() throws {
     reducer.begin()
     let reduce = model.reduceBuffer
@@ -190,7 +192,9 @@ public final class Trainer {
     }
   }
 
-  /// Restores the checkpoint named by `--resume`, if any. Every rank must call it.
+  /// Restores the checkpoint named by `--resume`, if any.
+  ///
+  /// Every rank must call it.
   public func resumeIfRequested() throws {
     if !resumePath.isEmpty { try restore(from: resumePath) }
   }

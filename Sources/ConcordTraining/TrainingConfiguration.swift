@@ -58,9 +58,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var keep = 3
   /// The number of neighbours of the kNN evaluation.
   public var knnNeighbours = 20
-  /// The Chrome trace file of every rank's step phases, written by rank 0 at the end of
-  /// training; nil writes none. Optional, so that configurations stored in checkpoints
-  /// without it still decode.
+  /// The Chrome trace file of every rank's step phases, written by rank 0 at the end of training;
+  /// nil writes none.
+  ///
+  /// Optional, so that configurations stored in checkpoints without it still decode.
   public var tracePath: String? = nil
 
   /// Creates the default configuration.

@@ -5,7 +5,9 @@ import Testing
 
 /// With two tasks, PCGrad projects each gradient onto the normal plane of the other when they
 /// conflict, so the projected gradient no longer conflicts with the other task's gradient:
-/// `p_0 . g_1 >= 0` and `p_1 . g_0 >= 0`. The direction `p_0 + p_1` then agrees with both.
+/// `p_0 . g_1 >= 0` and `p_1 . g_0 >= 0`.
+///
+/// The direction `p_0 + p_1` then agrees with both.
 @Test(arguments: 0..<50)
 func twoTaskProjectionRemovesConflict(seed: Int) {
   var stream = RandomStream(seed: UInt64(seed), purpose: .test, counters: 71)

@@ -35,8 +35,8 @@ func randomGradients(_ stream: inout RandomStream, taskCount: Int, dimension: In
   (0..<taskCount).map { _ in (0..<dimension).map { _ in Double(stream.normal()) } }
 }
 
-/// Runs PCGrad on dense vectors, as algorithm 1 of Yu et al. 2020 ("Gradient Surgery for
-/// Multi-Task Learning") states it.
+/// Runs PCGrad on dense vectors, as algorithm 1 of "Gradient Surgery for Multi-Task Learning"
+/// (Yu et al., 2020) states it.
 ///
 /// Returns the direction `sum_i p_i` and the number of projections made.
 func referencePCGrad(_ u: [[Double]], order: [[Int]]) -> (direction: [Double], projections: Int) {

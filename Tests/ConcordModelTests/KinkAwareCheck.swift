@@ -1,8 +1,10 @@
 import ConcordTensors
 
-/// Compares `analytic` with central differences at two steps, `h` and `h / 2`, over up to
-/// 200 coordinates. A coordinate whose two estimates disagree lies within `h` of a ReLU kink,
-/// where finite differences are meaningless, and is left out.
+/// Compares `analytic` with central differences at two steps, `h` and `h / 2`, over up to 200
+/// coordinates.
+///
+/// A coordinate whose two estimates disagree lies within `h` of a ReLU kink, where finite
+/// differences are meaningless, and is left out.
 func kinkAwareCheck(
   _ values: UnsafeMutableBufferPointer<Float>, _ analytic: [Float], loss: () -> Float
 ) -> (worst: Float, checked: Int, skipped: Int) {

@@ -20,7 +20,9 @@ private var hasIPCommand: Bool {
   }
 }
 
-/// Whether `ip netns add` works here. Some containers and sandboxes forbid it even to root.
+/// Whether `ip netns add` works here.
+///
+/// Some containers and sandboxes forbid it even to root.
 private let canMakeNamespaces: Bool = {
   guard getuid() == 0 else { return false }
   let probe = "concord-probe-\(getpid())"

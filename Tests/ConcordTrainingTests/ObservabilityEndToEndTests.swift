@@ -32,9 +32,11 @@ private struct RunFailed: Error, CustomStringConvertible {
   var description: String
 }
 
-/// The scalars that the event file must hold: every number of metrics.jsonl but `step`,
-/// tagged `key` or `key/member` (with `/` in members as `-`), and the accuracies of
-/// eval.json as `eval/...` at the last step. A `null` has no scalar.
+/// The scalars that the event file must hold: every number of metrics.jsonl but `step`, tagged
+/// `key` or `key/member` (with `/` in members as `-`), and the accuracies of eval.json as
+/// `eval/...` at the last step.
+///
+/// A `null` has no scalar.
 func expectedScalars(runDirectory: String) throws -> ScalarTable {
   var table: ScalarTable = [:]
   let text = try String(contentsOfFile: runDirectory + "/metrics.jsonl", encoding: .utf8)
@@ -221,8 +223,9 @@ struct ObservabilityEndToEndTests {
   }
 }
 
-/// Counts the elements of an XML file by name and collects its text, with Foundation's
-/// `XMLParser`. Creating it throws for a document that is not well-formed XML.
+/// Counts the elements of an XML file by name and collects its text, with Foundation's `XMLParser`.
+///
+/// Creating it throws for a document that is not well-formed XML.
 final class SVGElementCounter: NSObject, XMLParserDelegate {
   private(set) var counts: [String: Int] = [:]
   private(set) var root: String?
@@ -267,8 +270,10 @@ final class SVGElementCounter: NSObject, XMLParserDelegate {
 }
 
 /// Returns the Python of a virtual environment with TensorBoard, created once under
-/// `.build/python-venv-tensorboard` with pip from PyPI. Cancels the test, which reports it as
-/// skipped, when python3, its venv module or the network is missing.
+/// `.build/python-venv-tensorboard` with pip from PyPI.
+///
+/// Cancels the test, which reports it as skipped, when python3, its venv module or the network is
+/// missing.
 func tensorBoardPython() throws -> String {
   let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent()

@@ -27,7 +27,9 @@ var hasFashionMNIST: Bool {
 }
 
 /// Runs `executable` with `arguments`, waits at most `timeout` seconds, and returns what it
-/// printed. A process still running at the timeout is killed and reported with status -1.
+/// printed.
+///
+/// A process still running at the timeout is killed and reported with status -1.
 func run(_ executable: String, _ arguments: [String], timeout: Double = 300) throws
   -> ProcessResult
 {
