@@ -141,6 +141,24 @@ public struct SafeTensors: Sendable, Equatable {
     }
   }
 
+  /// Returns the elements of the `F64` tensor named `name`, row-major.
+  ///
+  /// - Parameters:
+  ///   - name: the tensor's name.
+  ///   - shape: the shape the caller expects, or `nil` to accept any shape.
+  /// - Throws: ``SafeTensorsError`` when the tensor is missing, is not `F64`, or has another
+  ///   shape than `shape`.
+  public func doubles(_ name: String, shape: [Int]? = nil) throws -> [Double] {
+    let tensor = try checkedTensor(name, dtype: .f64, shape: shape)
+    return tensor.bytes.withUnsafeBytes { raw in
+      (0..<tensor.elementCount).map { i in
+        Double(
+          bitPattern: UInt64(
+            littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))
+      }
+    }
+  }
+
   /// Returns the tensor named `name` after checking its dtype and, when given, its shape.
   private func checkedTensor(_ name: String, dtype: DType, shape: [Int]?) throws -> Tensor {
     guard let tensor = tensor(named: name) else {
@@ -229,7 +247,9 @@ extension SafeTensors {
     public let name: String
     /// The element type.
     public let dtype: DType
-    /// The size of each dimension, outermost first. A scalar has the shape `[]`.
+    /// The size of each dimension, outermost first.
+    ///
+    /// A scalar has the shape `[]`.
     public let shape: [Int]
     /// The elements, row-major, each in little-endian byte order.
     public let bytes: [UInt8]
@@ -287,6 +307,21 @@ extension SafeTensors {
         count = 8 * values.count
       }
       self.init(name: name, dtype: .i64, shape: shape, bytes: bytes)
+    }
+
+    /// Creates an `F64` tensor from `values`, row-major, stored little-endian.
+    ///
+    /// - Precondition: `values.count` equals the product of `shape`.
+    public init(name: String, shape: [Int], doubles values: [Double]) {
+      let bytes = [UInt8](unsafeUninitializedCapacity: 8 * values.count) { raw, count in
+        let destination = UnsafeMutableRawBufferPointer(raw)
+        for (i, value) in values.enumerated() {
+          destination.storeBytes(
+            of: value.bitPattern.littleEndian, toByteOffset: 8 * i, as: UInt64.self)
+        }
+        count = 8 * values.count
+      }
+      self.init(name: name, dtype: .f64, shape: shape, bytes: bytes)
     }
   }
 

@@ -45,8 +45,14 @@ enum Checkpoint {
     if let target = model.target {
       for slot in model.targetLayout.slots { file.append(tensor(slot.name, slot, target)) }
     }
-    file.append(doubleTensor("balancer.task_weights", trainer.balancer.taskWeights))
-    file.append(doubleTensor("balancer.initial_losses", trainer.balancer.initialLosses ?? []))
+    file.append(
+      SafeTensors.Tensor(
+        name: "balancer.task_weights", shape: [trainer.balancer.taskWeights.count],
+        doubles: trainer.balancer.taskWeights))
+    let initialLosses = trainer.balancer.initialLosses ?? []
+    file.append(
+      SafeTensors.Tensor(
+        name: "balancer.initial_losses", shape: [initialLosses.count], doubles: initialLosses))
     file.append(counter("step", trainer.step))
     file.append(counter("adam.step", trainer.optimizer.stepCount))
     file.append(counter("consecutive_skips", trainer.consecutiveSkips))

@@ -78,7 +78,7 @@ struct CheckpointContents {
       throw damaged("__metadata__ step is \(text) but tensor step is \(step)")
     }
 
-    let weights = try doubles(file, "balancer.task_weights", path: path)
+    let weights = try file.doubles("balancer.task_weights")
     let learnsWeights = kind == .gradnorm || kind == .pcgradGradnorm
     let validWeights =
       learnsWeights
@@ -86,7 +86,7 @@ struct CheckpointContents {
     guard validWeights else {
       throw damaged("invalid task weights \(weights) for balancer \(kind.rawValue)")
     }
-    let initial = try doubles(file, "balancer.initial_losses", path: path)
+    let initial = try file.doubles("balancer.initial_losses")
     guard initial.isEmpty || initial.count == t, initial.allSatisfy(\.isFinite) else {
       throw damaged("invalid initial losses \(initial) for \(t) tasks")
     }

@@ -32,9 +32,11 @@ public enum GradientDump {
     file.append(
       SafeTensors.Tensor(
         name: "gradients", shape: [t, model.encoderParameterCount], floats: gradients))
-    file.append(doubleTensor("losses", input.losses))
-    file.append(doubleTensor("initial_losses", initialLosses))
-    file.append(doubleTensor("weights", weights))
+    file.append(SafeTensors.Tensor(name: "losses", shape: [t], doubles: input.losses))
+    file.append(
+      SafeTensors.Tensor(
+        name: "initial_losses", shape: [initialLosses.count], doubles: initialLosses))
+    file.append(SafeTensors.Tensor(name: "weights", shape: [t], doubles: weights))
     file.append(
       SafeTensors.Tensor(
         name: "order", shape: [t, t - 1], int64s: input.taskOrder.flatMap { $0.map(Int64.init) }))
@@ -87,36 +89,13 @@ public enum GradientDump {
     else {
       throw BalancingCaseError("\(path): __metadata__ lacks alpha or weight_lr")
     }
-    let initial = try doubles(file, "initial_losses", path: path)
+    let initial = try file.doubles("initial_losses")
     return try BalancingCase(
-      balancer: kind, gradients: rows, losses: try doubles(file, "losses", path: path),
+      balancer: kind, gradients: rows, losses: try file.doubles("losses"),
       initialLosses: initial.isEmpty ? nil : initial,
-      weights: try doubles(file, "weights", path: path), alpha: alpha,
+      weights: try file.doubles("weights"), alpha: alpha,
       weightLearningRate: learningRate,
       order: (0..<t).map { Array(order[($0 * (t - 1))..<(($0 + 1) * (t - 1))]) },
       gradNormRange: range[0]..<range[1])
-  }
-}
-
-/// Returns an `F64` tensor of `values`.
-func doubleTensor(_ name: String, _ values: [Double]) -> SafeTensors.Tensor {
-  var bytes: [UInt8] = []
-  bytes.reserveCapacity(8 * values.count)
-  for value in values {
-    withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
-  }
-  return SafeTensors.Tensor(name: name, dtype: .f64, shape: [values.count], bytes: bytes)
-}
-
-/// Returns the values of the `F64` tensor `name` of `file`.
-func doubles(_ file: SafeTensors, _ name: String, path: String) throws -> [Double] {
-  guard let tensor = file.tensor(named: name), tensor.dtype == .f64 else {
-    throw TrainingError("\(path): F64 tensor \(name) is missing: the file is incomplete")
-  }
-  return tensor.bytes.withUnsafeBytes { raw in
-    (0..<tensor.elementCount).map { i in
-      Double(
-        bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))
-    }
   }
 }

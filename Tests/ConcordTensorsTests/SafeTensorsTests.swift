@@ -52,6 +52,16 @@ private func sampleTensors() -> SafeTensors {
   #expect(parsed.tensor(named: "absent") == nil)
 }
 
+@Test func doublesRoundTripExactly() throws {
+  let values = [0.1, -2.5e-300, .infinity, 1.0 / 3.0]
+  let original = SafeTensors(tensors: [.init(name: "weights", shape: [4], doubles: values)])
+  let parsed = try SafeTensors(bytes: original.serialized())
+  #expect(parsed.tensor(named: "weights")?.dtype == .f64)
+  #expect(try parsed.doubles("weights", shape: [4]) == values)
+  #expect(throws: SafeTensorsError.self) { try parsed.floats("weights") }
+  #expect(throws: SafeTensorsError.self) { try parsed.doubles("weights", shape: [2, 2]) }
+}
+
 @Test func copyFloatsFillsDestination() throws {
   let tensors = SafeTensors(tensors: [.init(name: "w", shape: [2, 2], floats: [1, 2, 3, 4])])
   let buffer = FloatBuffer(count: 4)
