@@ -15,10 +15,8 @@ public final class MLP {
   public private(set) var activations: [Matrix]
   private let activationStorage: [Matrix]
   private let deltaStorage: [Matrix]
-  private var lastInput: Matrix?
-
   /// The input of the last forward pass.
-  var lastInputForBackward: Matrix? { lastInput }
+  private(set) var lastInput: Matrix?
 
   /// Creates the network over existing layers, with room for `capacity` rows.
   public init(layers: [Linear], hasFinalReLU: Bool, capacity: Int) {

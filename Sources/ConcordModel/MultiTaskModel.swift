@@ -60,6 +60,9 @@ public final class MultiTaskModel {
   public let reduceBuffer: FloatBuffer
   /// The offset of the losses in ``reduceBuffer``.
   public let lossOffset: Int
+  /// The offset of the head gradients in ``reduceBuffer``: they follow the per-task encoder
+  /// gradients, and the losses follow them.
+  public let headGradientStart: Int
   /// The gradient handed to the optimizer, laid out like ``parameters``.
   public let update: FloatBuffer
   /// The shared encoder.
@@ -111,6 +114,7 @@ public final class MultiTaskModel {
     update = FloatBuffer(count: layout.count)
     let encoderGradientCount = SharedEncoder.gradientCount(widths: widths, taskCount: taskCount)
     let headGradientOffset = encoderGradientCount - encoderParameterCount
+    headGradientStart = encoderGradientCount
     lossOffset = encoderGradientCount + (layout.count - encoderParameterCount)
     reduceBuffer = FloatBuffer(count: lossOffset + taskCount)
     ones = FloatBuffer(count: capacity)
@@ -279,7 +283,7 @@ public final class MultiTaskModel {
   /// Computes every task's encoder gradients once every head has run: the last part of
   /// ``computeTaskGradients(batch:)``.
   ///
-  /// - Parameter observer: told of each region of ``reduceBuffer`` as soon as it is final.
+  /// - Parameter observer: receives each region of ``reduceBuffer`` as soon as it is final.
   public func backwardEncoder(rows: Int, observer: GradientObserver? = nil) {
     encoder.backward(rows: rows, ones: ones.baseAddress, observer: observer)
   }
@@ -362,7 +366,7 @@ public final class MultiTaskModel {
       offset += block.columns
     }
     let headGradients =
-      reduceBuffer.baseAddress + (lossOffset - (layout.count - encoderParameterCount))
+      reduceBuffer.baseAddress + headGradientStart
     for (t, range) in headRanges.enumerated() {
       let source = headGradients + (range.lowerBound - encoderParameterCount)
       let destination = update.baseAddress + range.lowerBound

@@ -86,7 +86,7 @@ public final class SharedEncoder {
   /// - Parameters:
   ///   - rows: the batch size of the last forward pass.
   ///   - ones: at least `rows` ones.
-  ///   - observer: told of each final region of the gradient storage, in order.
+  ///   - observer: receives each final region of the gradient storage, in order.
   public func backward(
     rows: Int, ones: UnsafePointer<Float>, observer: GradientObserver? = nil
   ) {
@@ -132,8 +132,26 @@ public final class SharedEncoder {
     }
   }
 
+  /// Reports every region of the gradient storage to `observer` in the order that
+  /// ``backward(rows:ones:observer:)`` reports them, without computing anything: benchmarks
+  /// use it to time the step's allreduce alone.
+  public func reportRegions(to observer: GradientObserver) {
+    for i in stride(from: network.layers.count - 1, through: 0, by: -1) {
+      let weightBlock = gradientBlocks[2 * i]
+      let biasBlock = gradientBlocks[2 * i + 1]
+      if i == 0 {
+        observer.gradientsReady(biasBlock.base, count: biasBlock.count)
+        for t in 0..<taskCount {
+          observer.gradientsReady(weightBlock.row(t).baseAddress!, count: weightBlock.columns)
+        }
+      } else {
+        observer.gradientsReady(weightBlock.base, count: weightBlock.count + biasBlock.count)
+      }
+    }
+  }
+
   private func networkInput(rows: Int) -> Matrix {
-    guard let input = network.lastInputForBackward else {
+    guard let input = network.lastInput else {
       preconditionFailure("backward before forward")
     }
     precondition(input.rows == rows, "backward for \(rows) rows after a forward of \(input.rows)")

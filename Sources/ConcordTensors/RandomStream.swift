@@ -11,7 +11,7 @@ import Foundation
 /// The key is folded into a 64-bit state with the SplitMix64 finaliser
 /// (Steele, Lea and Flood 2014), and the stream is SplitMix64 from that state.
 public struct RandomStream: Sendable {
-  /// What a stream is used for; part of its key, so that streams never overlap.
+  /// The use of a stream, part of its key so that streams of different uses never overlap.
   public enum Purpose: UInt64, Sendable {
     case initialisation = 1
     case dataOrder = 2

@@ -216,9 +216,21 @@ enum Checkpoint {
 
   /// Returns the newest checkpoint in `directory`, or nil if there is none.
   static func newest(in directory: String) -> String? {
+    files(in: directory).last.map { directory + "/" + $0.name }
+  }
+
+  /// Returns the checkpoint files of `directory` with their steps, oldest first: regular
+  /// files named `step-NNNNNNN.safetensors`, and not folders that happen to have such a name.
+  static func files(in directory: String) -> [(name: String, step: Int)] {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-    let checkpoints = names.filter { step(ofName: $0) != nil }
-    return checkpoints.sorted().last.map { directory + "/" + $0 }
+    return names.compactMap { name -> (name: String, step: Int)? in
+      var isDirectory: ObjCBool = false
+      guard let step = step(ofName: name),
+        FileManager.default.fileExists(atPath: directory + "/" + name, isDirectory: &isDirectory),
+        !isDirectory.boolValue
+      else { return nil }
+      return (name, step)
+    }.sorted { $0.step < $1.step }
   }
 
   /// Returns the step of a checkpoint file name `step-NNNNNNN.safetensors`, or nil.
@@ -233,9 +245,7 @@ enum Checkpoint {
   /// checkpoint, stay in place: they are not older than the one just written.
   static func removeOld(in directory: String, keep: Int, newest: Int) {
     guard keep > 0 else { return }
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-    let older = names.compactMap { name in step(ofName: name).map { (name, $0) } }
-      .filter { $0.1 <= newest }.sorted { $0.1 < $1.1 }
+    let older = files(in: directory).filter { $0.step <= newest }
     for (name, _) in older.dropLast(keep) {
       try? FileManager.default.removeItem(atPath: directory + "/" + name)
     }

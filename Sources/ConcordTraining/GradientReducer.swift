@@ -81,7 +81,7 @@ final class GradientReducer: GradientObserver {
   /// Creates the reducer of `buffer`; with ``AllreduceMode/overlap`` it starts its thread.
   init(communicator: Communicator, buffer: FloatBuffer, mode: AllreduceMode) {
     var resolved = mode
-    if mode == .auto { resolved = HostCores.perRank() > BLAS.threadCount ? .overlap : .blocking }
+    if mode == .auto { resolved = HostCores.hasSpareCore ? .overlap : .blocking }
     self.mode = communicator.size > 1 ? resolved : .blocking
     self.buffer = buffer
     shared = Shared(communicator: communicator, capacity: 64)

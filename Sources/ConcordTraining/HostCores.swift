@@ -1,3 +1,4 @@
+import ConcordTensors
 import Foundation
 
 /// The cores of this host that one rank may use.
@@ -15,6 +16,9 @@ public enum HostCores {
     let local = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
     return max(total / max(local, 1), 1)
   }
+
+  /// Whether this rank has a core that its BLAS threads leave free, for a helper thread.
+  public static var hasSpareCore: Bool { perRank() > BLAS.threadCount }
 
   /// Returns the number of CPUs in this process's affinity mask, from `Cpus_allowed` in
   /// `/proc/self/status` (a comma-separated hexadecimal mask), or nil off Linux.

@@ -17,7 +17,7 @@ extension RunSummary {
     return line.text
   }
 
-  /// The line printed on the console, naming the kNN neighbour count `neighbours`.
+  /// Returns the line printed on the console, naming the kNN neighbour count `neighbours`.
   func consoleLine(neighbours: Int) -> String {
     let accuracyText = testAccuracy.map { String(format: "%.4f", $0) } ?? "n/a"
     return

@@ -56,28 +56,21 @@ public final class Trainer {
   /// The allreduce mode of this run, with ``AllreduceMode/auto`` resolved.
   public var allreduceMode: AllreduceMode { reducer.mode }
 
+  /// Hands the head gradients and the losses, the tail of the reduce buffer, to the reducer.
+  private func submitHeadGradients() {
+    let reduce = model.reduceBuffer
+    let start = model.headGradientStart
+    reducer.gradientsReady(reduce.baseAddress + start, count: reduce.count - start)
+  }
+
   /// Allreduces the reduce buffer as a step does, in the same regions and order, without the
   /// backward pass around it; benchmarks time it.
   ///
   /// Every rank must call it.
   func reduceAsInStep() throws {
     reducer.begin()
-    let reduce = model.reduceBuffer
-    let headStart = model.lossOffset - (model.layout.count - model.encoderParameterCount)
-    reducer.gradientsReady(reduce.baseAddress + headStart, count: reduce.count - headStart)
-    let blocks = model.encoder.gradientBlocks
-    for layer in stride(from: blocks.count / 2 - 1, through: 0, by: -1) {
-      let weights = blocks[2 * layer]
-      let bias = blocks[2 * layer + 1]
-      if layer == 0 {
-        reducer.gradientsReady(bias.base, count: bias.count)
-        for t in 0..<weights.rows {
-          reducer.gradientsReady(weights.row(t).baseAddress!, count: weights.columns)
-        }
-      } else {
-        reducer.gradientsReady(weights.base, count: weights.count + bias.count)
-      }
-    }
+    submitHeadGradients()
+    model.encoder.reportRegions(to: reducer)
     try reducer.finish()
   }
 
@@ -139,7 +132,7 @@ public final class Trainer {
     stepsPerEpoch = sampler.stepsPerEpoch
     prefetcher = BatchPrefetcher(
       dataset: trainSet, sampler: sampler, seed: c.seed,
-      inBackground: Self.hasSpareCore(ranks: communicator.size))
+      inBackground: HostCores.hasSpareCore)
     totalSteps = c.steps > 0 ? c.steps : c.epochs * stepsPerEpoch
     guard c.dumpGradientsStep < totalSteps else {
       throw UsageError(
@@ -245,18 +238,11 @@ public final class Trainer {
       }
       // A new run must not mix its checkpoints and metrics with those of an earlier one, and
       // --keep would delete the earlier checkpoints.
-      let checkpoints = directory + "/checkpoints"
-      let names = (try? FileManager.default.contentsOfDirectory(atPath: checkpoints)) ?? []
-      let hasCheckpoint = names.contains { name in
-        var isDirectory: ObjCBool = false
-        return name.hasPrefix("step-") && name.hasSuffix(".safetensors")
-          && FileManager.default.fileExists(
-            atPath: checkpoints + "/" + name, isDirectory: &isDirectory)
-          && !isDirectory.boolValue
-      }
-      if FileManager.default.fileExists(atPath: directory + "/metrics.jsonl") || hasCheckpoint {
+      if FileManager.default.fileExists(atPath: directory + "/metrics.jsonl")
+        || Checkpoint.newest(in: directory + "/checkpoints") != nil
+      {
         throw UsageError(
-          "--out \(directory) already holds a run: pass --resume latest to continue it, or "
+          "--out \(directory) already contains a run: pass --resume latest to continue it, or "
             + "another --out")
       }
       if let trace = c.tracePath {
@@ -325,12 +311,6 @@ public final class Trainer {
           + "\(Int(bytes / 1e9)) GB per rank for the encoder alone, more than this host's "
           + "\(Int(available / 1e9)) GB per rank: pass smaller widths")
     }
-  }
-
-  /// Returns whether this rank has a core that its BLAS threads leave free, for the prefetch
-  /// thread.
-  static func hasSpareCore(ranks: Int) -> Bool {
-    HostCores.perRank() > BLAS.threadCount
   }
 
   deinit {
@@ -422,9 +402,7 @@ public final class Trainer {
     // The heads' gradients and the losses are final now: they start the allreduce, and the
     // encoder's gradients follow layer by layer as the backward pass makes them.
     reducer.begin()
-    let reduce = model.reduceBuffer
-    let headStart = model.lossOffset - (model.layout.count - model.encoderParameterCount)
-    reducer.gradientsReady(reduce.baseAddress + headStart, count: reduce.count - headStart)
+    submitHeadGradients()
     recorder.begin(.encoderBackward)
     model.backwardEncoder(rows: 2 * b, observer: reducer)
 
@@ -432,6 +410,7 @@ public final class Trainer {
     // the gradient of the global batch because every rank has the same number of images.
     recorder.begin(.allreduce)
     try reducer.finish()
+    let reduce = model.reduceBuffer
     BLAS.scale(reduce.baseAddress, by: 1 / Float(communicator.size), count: reduce.count)
 
     // From here on every rank computes the same values from the same bytes.

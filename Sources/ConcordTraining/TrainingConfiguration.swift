@@ -40,13 +40,13 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var gradNormAlpha: Double = 1.5
   /// The learning rate of the GradNorm task weights.
   public var gradNormLearningRate: Double = 0.025
-  /// Where GradNorm measures gradient norms: `last` (the last shared layer's weight, as the
-  /// paper does) or `shared` (all shared parameters).
+  /// The parameters on which GradNorm measures gradient norms: `last` (the last shared
+  /// layer's weight, the GradNorm paper's choice) or `shared` (all shared parameters).
   public var gradNormLayer = "last"
   /// The step whose balancing inputs are written to `gradients-step-N.safetensors`; -1: none.
   public var dumpGradientsStep = -1
-  /// How the per-task gradients are allreduced: overlapped with the backward pass by a
-  /// communication thread, or in one blocking call after it.
+  /// The allreduce mode of the per-task gradients: overlapped with the backward pass by a
+  /// communication thread, or one blocking call after it.
   public var allreduceMode = AllreduceMode.auto
   /// OpenBLAS threads per rank; 0 picks the cores of the host divided by the ranks on it.
   public var blasThreads = 0

@@ -73,7 +73,7 @@ func bench(arguments: [String]) -> Int32 {
   }
   BLAS.threadCount =
     configuration.blasThreads > 0
-    ? configuration.blasThreads : defaultBLASThreads(ranks: communicator.size)
+    ? configuration.blasThreads : HostCores.perRank()
 
   do {
     let report = try collectively(communicator) {

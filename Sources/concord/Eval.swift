@@ -60,7 +60,7 @@ func evaluate(arguments: [String]) -> Int32 {
   }
   let parsed = Result { try parseEvalArguments(arguments) }
   guard let communicator = startMPI() else { return failureExitCode }
-  BLAS.threadCount = defaultBLASThreads(ranks: communicator.size)
+  BLAS.threadCount = HostCores.perRank()
 
   var message = ""
   var shouldPrint = communicator.isRoot

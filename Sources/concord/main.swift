@@ -94,7 +94,7 @@ func train(arguments: [String]) -> Int32 {
 
   BLAS.threadCount =
     configuration.blasThreads > 0
-    ? configuration.blasThreads : defaultBLASThreads(ranks: communicator.size)
+    ? configuration.blasThreads : HostCores.perRank()
 
   do {
     let trainer = try collectively(communicator) {
@@ -125,9 +125,4 @@ func startMPI() -> MPICommunicator? {
     printError("cannot start MPI: \(error)", rank: nil)
     return nil
   }
-}
-
-/// OpenBLAS threads per rank when not set: the host's cores shared among the ranks on it.
-func defaultBLASThreads(ranks: Int) -> Int {
-  HostCores.perRank()
 }

@@ -214,4 +214,13 @@ private final class RegionLog: GradientObserver {
   #expect(next == count)
   // The first layer's weights come task by task, after everything else.
   #expect(log.regions.count == 2 + taskCount)
+
+  // Listing the regions without computing gives the same regions in the same order.
+  let encoder = SharedEncoder(
+    layers: network.layers, taskCount: taskCount, capacity: rows,
+    gradients: observed.baseAddress, owner: observed)
+  let listed = RegionLog()
+  encoder.reportRegions(to: listed)
+  #expect(listed.regions.map(\.start) == log.regions.map(\.start))
+  #expect(listed.regions.map(\.count) == log.regions.map(\.count))
 }

@@ -75,7 +75,7 @@ func mpirun(ranks: Int, _ arguments: [String], timeout: Double = 300) throws -> 
     "/usr/bin/mpirun", options + [concordBinary()] + arguments, timeout: timeout)
 }
 
-/// A new empty folder under the system's temporary folder.
+/// Creates a new empty folder under the system's temporary folder and returns its path.
 func makeTemporaryDirectory() throws -> String {
   let path = FileManager.default.temporaryDirectory
     .appendingPathComponent("concord-test-\(UUID().uuidString)").path
