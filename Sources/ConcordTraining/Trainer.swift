@@ -56,24 +56,6 @@ public final class Trainer {
   /// The allreduce mode of this run, with ``AllreduceMode/auto`` resolved.
   public var allreduceMode: AllreduceMode { reducer.mode }
 
-  /// Hands the head gradients and the losses, the tail of the reduce buffer, to the reducer.
-  private func submitHeadGradients() {
-    let reduce = model.reduceBuffer
-    let start = model.headGradientStart
-    reducer.gradientsReady(reduce.baseAddress + start, count: reduce.count - start)
-  }
-
-  /// Allreduces the reduce buffer as a step does, in the same regions and order, without the
-  /// backward pass around it; benchmarks time it.
-  ///
-  /// Every rank must call it.
-  func reduceAsInStep() throws {
-    reducer.begin()
-    submitHeadGradients()
-    model.encoder.reportRegions(to: reducer)
-    try reducer.finish()
-  }
-
   /// Builds the trainer: loads the data, creates or restores the model, and prepares the
   /// run folder on rank 0.
   ///
@@ -383,6 +365,24 @@ public final class Trainer {
       seconds: Date().timeIntervalSince(start))
     try writeSummary(summary)
     return summary
+  }
+
+  /// Hands the head gradients and the losses, the tail of the reduce buffer, to the reducer.
+  private func submitHeadGradients() {
+    let reduce = model.reduceBuffer
+    let start = model.headGradientStart
+    reducer.gradientsReady(reduce.baseAddress + start, count: reduce.count - start)
+  }
+
+  /// Allreduces the reduce buffer as a step does, in the same regions and order, without the
+  /// backward pass around it; benchmarks time it.
+  ///
+  /// Every rank must call it.
+  func reduceAsInStep() throws {
+    reducer.begin()
+    submitHeadGradients()
+    model.encoder.reportRegions(to: reducer)
+    try reducer.finish()
   }
 
   /// Runs one optimizer step: local gradients, allreduce, balancing, Adam, BYOL target.
