@@ -9,11 +9,13 @@ struct PlotAxis {
   enum Kind {
     case linear
     case logarithmic
+    case binaryLogarithmic
     case fraction
   }
 
   let kind: Kind
-  /// The range of the axis: values, or for a logarithmic axis their base-10 logarithms.
+  /// The range of the axis: values, or for a logarithmic axis their base-10 (binary: base-2)
+  /// logarithms.
   let low: Double
   let high: Double
   /// The tick values, ascending.
@@ -56,6 +58,16 @@ struct PlotAxis {
     return PlotAxis(kind: .logarithmic, low: first, high: last, ticks: ticks, decimals: 0)
   }
 
+  /// Returns a base-2 logarithmic axis with a tick at every power of two from the one at or
+  /// below `low` to the one at or above `high`, both positive: the axis of rank counts.
+  static func binaryLogarithmic(low: Double, high: Double) -> PlotAxis {
+    let first = log2(low).rounded(.down)
+    var last = log2(high).rounded(.up)
+    if last <= first { last = first + 1 }
+    let ticks = (Int(first)...Int(last)).map { pow(2, Double($0)) }
+    return PlotAxis(kind: .binaryLogarithmic, low: first, high: last, ticks: ticks, decimals: 0)
+  }
+
   /// Returns the axis from 0 to 1, with ticks every quarter labelled in percent.
   static func fraction() -> PlotAxis {
     PlotAxis(kind: .fraction, low: 0, high: 1, ticks: [0, 0.25, 0.5, 0.75, 1], decimals: 0)
@@ -63,7 +75,12 @@ struct PlotAxis {
 
   /// Returns where `value` lies on the axis, 0 at the low end and 1 at the high end.
   func position(_ value: Double) -> Double {
-    let coordinate = kind == .logarithmic ? log10(value) : value
+    let coordinate: Double
+    switch kind {
+    case .logarithmic: coordinate = log10(value)
+    case .binaryLogarithmic: coordinate = log2(value)
+    case .linear, .fraction: coordinate = value
+    }
     return (coordinate - low) / (high - low)
   }
 
@@ -71,7 +88,7 @@ struct PlotAxis {
   func label(_ value: Double) -> String {
     switch kind {
     case .linear: return String(format: "%.\(decimals)f", value)
-    case .logarithmic: return String(format: "%g", value)
+    case .logarithmic, .binaryLogarithmic: return String(format: "%g", value)
     case .fraction: return String(format: "%.0f%%", value * 100)
     }
   }

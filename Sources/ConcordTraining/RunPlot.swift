@@ -136,7 +136,7 @@ public enum RunPlot {
     case .linear: yAxis = PlotAxis.linear(low: values.min() ?? 0, high: values.max() ?? 1)
     case .linearFromZero: yAxis = PlotAxis.linear(low: 0, high: values.max() ?? 1)
     }
-    out += drawAxes(area: area, xAxis: xAxis, yAxis: yAxis, yLabel: axisLabel)
+    out += drawAxes(area: area, xAxis: xAxis, yAxis: yAxis, xLabel: "step", yLabel: axisLabel)
 
     guard !values.isEmpty else {
       out += text(
@@ -159,9 +159,10 @@ public enum RunPlot {
     return out + "</g>\n"
   }
 
-  private static func drawAxes(area: Frame, xAxis: PlotAxis, yAxis: PlotAxis, yLabel: String)
-    -> String
-  {
+  /// Returns the grid, the tick labels and the axis titles of a plot area.
+  static func drawAxes(
+    area: Frame, xAxis: PlotAxis, yAxis: PlotAxis, xLabel: String, yLabel: String
+  ) -> String {
     var out = ""
     for tick in yAxis.ticks {
       let y = area.y + area.height - yAxis.position(tick) * area.height
@@ -183,7 +184,7 @@ public enum RunPlot {
       width: 1)
     out += line(area.x, area.y, area.x, area.y + area.height, stroke: "#333333", width: 1)
     out += text(
-      x: area.x + area.width / 2, y: area.y + area.height + 38, "step",
+      x: area.x + area.width / 2, y: area.y + area.height + 38, xLabel,
       attributes: "text-anchor=\"middle\" fill=\"#333333\"")
     let middle = area.y + area.height / 2
     out += text(
@@ -195,10 +196,10 @@ public enum RunPlot {
   }
 
   /// Returns one `<path>`, with a new subpath after each missing value, and circles on the
-  /// points when there are at most 40 of them.
-  private static func drawSeries(_ points: [(Double, Double)?], name: String, colour: String)
-    -> String
-  {
+  /// points when there are at most 40 of them; a `dashed` path has no circles.
+  static func drawSeries(
+    _ points: [(Double, Double)?], name: String, colour: String, dashed: Bool = false
+  ) -> String {
     var commands: [String] = []
     var isDrawing = false
     for point in points {
@@ -211,9 +212,10 @@ public enum RunPlot {
     }
     var out =
       "<path d=\"\(commands.joined(separator: " "))\" fill=\"none\" stroke=\"\(colour)\" "
-      + "stroke-width=\"2\" stroke-linejoin=\"round\"><title>\(escape(name))</title></path>\n"
+      + "stroke-width=\"2\" stroke-linejoin=\"round\"\(dashed ? " stroke-dasharray=\"6 4\"" : "")>"
+      + "<title>\(escape(name))</title></path>\n"
     let present = points.compactMap { $0 }
-    if present.count <= 40 {
+    if present.count <= 40 && !dashed {
       for (x, y) in present {
         out += "<circle cx=\"\(format(x))\" cy=\"\(format(y))\" r=\"3\" fill=\"\(colour)\"/>\n"
       }
@@ -223,19 +225,19 @@ public enum RunPlot {
 
   // MARK: - SVG elements
 
-  private static func rect(_ frame: Frame, fill: String, stroke: String) -> String {
+  static func rect(_ frame: Frame, fill: String, stroke: String) -> String {
     "<rect x=\"\(format(frame.x))\" y=\"\(format(frame.y))\" width=\"\(format(frame.width))\" "
       + "height=\"\(format(frame.height))\" fill=\"\(fill)\" stroke=\"\(stroke)\"/>\n"
   }
 
-  private static func line(
+  static func line(
     _ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, stroke: String, width: Double
   ) -> String {
     "<line x1=\"\(format(x1))\" y1=\"\(format(y1))\" x2=\"\(format(x2))\" y2=\"\(format(y2))\" "
       + "stroke=\"\(stroke)\" stroke-width=\"\(format(width))\"/>\n"
   }
 
-  private static func text(x: Double, y: Double, _ content: String, attributes: String = "")
+  static func text(x: Double, y: Double, _ content: String, attributes: String = "")
     -> String
   {
     let extra = attributes.isEmpty ? "" : " " + attributes

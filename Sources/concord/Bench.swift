@@ -20,6 +20,7 @@ func bench(arguments: [String]) -> Int32 {
     print(benchUsage)
     return 0
   }
+  if arguments.first == "report" { return benchReport(arguments: Array(arguments.dropFirst())) }
   guard arguments.first == "step" else {
     printError(
       "concord bench needs a benchmark name: concord bench step (concord bench --help)", rank: nil)
@@ -153,6 +154,8 @@ private func benchJSON(_ r: StepBenchmarkReport) -> String {
     "\"allreduce_ms\": \(jsonNumber(r.allreduceMilliseconds))",
     "\"exposed_allreduce_ms\": \(jsonNumber(r.exposedAllreduceMilliseconds))",
     "\"ranks\": \(r.ranks)",
+    "\"batch_size\": \(r.batchSize)",
+    "\"allreduce_bytes\": \(r.allreduceBytes)",
     "\"blas_threads\": \(r.blasThreads)",
     "\"allreduce_mode\": \"\(r.allreduceMode.rawValue)\"",
   ]
