@@ -34,6 +34,17 @@ public protocol Communicator: AnyObject {
   /// - Throws: ``MPIError`` when the communication fails.
   func allreduceSum(_ values: inout [Double]) throws
 
+  /// Replaces `buffer[0..<count]`, bfloat16 bit patterns, on every rank with their
+  /// element-wise sum over all ranks.
+  ///
+  /// Each addition of two bfloat16 values is done in float32 and rounded back to bfloat16
+  /// (``BFloat16/sum(_:_:)``). That sum is commutative but not associative, so with more
+  /// than two ranks the result depends on the order in which MPI adds the ranks' values. All
+  /// ranks call it with the same `count`. It blocks until the sum has arrived.
+  ///
+  /// - Throws: ``MPIError`` when the communication fails.
+  func allreduceSumBFloat16(_ buffer: UnsafeMutablePointer<UInt16>, count: Int) throws
+
   /// Returns the maximum of `value` over all ranks, the same on every rank.
   ///
   /// All ranks call it, and it blocks until every rank has contributed. With `value` set to 1 on
@@ -41,6 +52,14 @@ public protocol Communicator: AnyObject {
   ///
   /// - Throws: ``MPIError`` when the communication fails.
   func allreduceMax(_ value: Int) throws -> Int
+
+  /// Replaces each element of `values` on every rank with its maximum over all ranks.
+  ///
+  /// All ranks call it with arrays of the same length. It blocks until every rank has
+  /// contributed.
+  ///
+  /// - Throws: ``MPIError`` when the communication fails.
+  func allreduceMax(_ values: inout [Double]) throws
 
   /// Replaces `bytes` on every rank with the bytes of rank `root`, resizing as needed.
   ///
@@ -100,5 +119,23 @@ extension Communicator {
   /// - Throws: ``MPIError`` when the communication fails.
   public func allreduceSum(_ buffer: FloatBuffer) throws {
     try allreduceSum(buffer.baseAddress, count: buffer.count)
+  }
+
+  /// Replaces `buffer[0..<count]` on every rank with the element-wise sum over all ranks of
+  /// the values rounded to bfloat16, widened back to float32.
+  ///
+  /// Sends half the bytes of ``allreduceSum(_:count:)``. Every value is rounded to the
+  /// nearest bfloat16 (``BFloat16``), the ranks sum the rounded values with
+  /// ``allreduceSumBFloat16(_:count:)``, and each widened sum replaces its float in `buffer`.
+  /// All ranks call it with the same `count`, and it blocks until the sum has arrived.
+  ///
+  /// - Parameter staging: at least `count` values of work space, which it overwrites.
+  /// - Throws: ``MPIError`` when the communication fails.
+  public func allreduceSumBFloat16(
+    _ buffer: UnsafeMutablePointer<Float>, count: Int, staging: UnsafeMutablePointer<UInt16>
+  ) throws {
+    BFloat16.round(buffer, into: staging, count: count)
+    try allreduceSumBFloat16(staging, count: count)
+    BFloat16.widen(staging, into: buffer, count: count)
   }
 }

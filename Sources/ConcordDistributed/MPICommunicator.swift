@@ -1,5 +1,6 @@
 import CMPIShims
 import COpenMPI
+import ConcordTensors
 
 #if canImport(Glibc)
   import Glibc
@@ -21,8 +22,9 @@ import COpenMPI
 /// ``abort(exitCode:)``: with Open MPI 4.1, a rank that finalizes and then exits with a
 /// non-zero status leaves the other ranks waiting, while `MPI_Abort` ends the whole job.
 public final class MPICommunicator: Communicator, @unchecked Sendable {
-  // @unchecked: the handles are immutable after `init`, and `isFinalized` changes only in
-  // `finalize()`, which like every other call must not overlap another call.
+  // @unchecked: the handles are immutable after `init`, and `isFinalized` and the bfloat16
+  // operation change only in `finalize()`, which like every other call must not overlap
+  // another call.
 
   public let rank: Int
   public let size: Int
@@ -40,8 +42,11 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
   private let doubleType: MPI_Datatype
   private let int64Type: MPI_Datatype
   private let byteType: MPI_Datatype
+  private let uint16Type: MPI_Datatype
   private let sumOperation: MPI_Op
   private let maxOperation: MPI_Op
+  /// The commutative operation that sums bfloat16 values in float32 (``BFloat16/accumulate``).
+  private var bfloat16SumOperation: MPI_Op?
   private let inPlace: UnsafeRawPointer?
 
   /// Whether this process was started by an MPI launcher such as `mpirun` or `srun`.
@@ -85,6 +90,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     doubleType = concord_mpi_double()
     int64Type = concord_mpi_int64()
     byteType = concord_mpi_byte()
+    uint16Type = concord_mpi_uint16()
     sumOperation = concord_mpi_sum()
     maxOperation = concord_mpi_max()
     inPlace = UnsafeRawPointer(concord_mpi_in_place())
@@ -97,6 +103,10 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     try mpiCheck(MPI_Comm_size(world, &size), "MPI_Comm_size")
     self.rank = Int(rank)
     self.size = Int(size)
+
+    var operation: MPI_Op?
+    try mpiCheck(MPI_Op_create(bfloat16SumFunction, 1, &operation), "MPI_Op_create")
+    bfloat16SumOperation = operation
   }
 
   /// Shuts MPI down, once on every rank at the end of a successful run.
@@ -108,6 +118,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
   public func finalize() throws {
     guard !isFinalized else { return }
     isFinalized = true
+    try mpiCheck(MPI_Op_free(&bfloat16SumOperation), "MPI_Op_free")
     try mpiCheck(MPI_Finalize(), "MPI_Finalize")
   }
 
@@ -121,11 +132,47 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
   }
 
   public func allreduceSum(_ values: inout [Double]) throws {
+    try allreduce(&values, sumOperation)
+  }
+
+  public func allreduceSumBFloat16(_ buffer: UnsafeMutablePointer<UInt16>, count: Int) throws {
+    precondition(count >= 0, "allreduceSumBFloat16 count must be non-negative, got \(count)")
+    try forEachChunk(of: count) { offset, length in
+      try mpiCheck(
+        MPI_Allreduce(
+          inPlace, buffer + offset, length, uint16Type, bfloat16SumOperation, world),
+        "MPI_Allreduce")
+    }
+  }
+
+  /// Sums `count` floats of `send` over the ranks into `receive` with one `MPI_Allreduce`
+  /// (`MPI_FLOAT`, `MPI_SUM`) made by the C shim: the baseline that benchmarks compare
+  /// ``allreduceSum(_:count:)`` with.
+  ///
+  /// All ranks call it with the same `count`, and it blocks until the sum has arrived.
+  ///
+  /// - Throws: ``MPIError`` when the call fails.
+  public func plainAllreduceSum(
+    _ send: UnsafePointer<Float>, into receive: UnsafeMutablePointer<Float>, count: Int
+  ) throws {
+    precondition(
+      (0...Int(Int32.max)).contains(count), "plainAllreduceSum count \(count) is not an Int32")
+    checkRunning()
+    try mpiCheck(
+      concord_mpi_allreduce_float_sum(send, receive, Int32(count)), "MPI_Allreduce")
+  }
+
+  public func allreduceMax(_ values: inout [Double]) throws {
+    try allreduce(&values, maxOperation)
+  }
+
+  /// Replaces `values` in place with the result of `operation` over the ranks.
+  private func allreduce(_ values: inout [Double], _ operation: MPI_Op) throws {
     try values.withUnsafeMutableBufferPointer { values in
       guard let base = values.baseAddress else { return }
       try forEachChunk(of: values.count) { offset, length in
         try mpiCheck(
-          MPI_Allreduce(inPlace, base + offset, length, doubleType, sumOperation, world),
+          MPI_Allreduce(inPlace, base + offset, length, doubleType, operation, world),
           "MPI_Allreduce")
       }
     }
@@ -245,4 +292,16 @@ public struct MPIInitializationError: Error, CustomStringConvertible {
 
   /// One line: what is wrong and what to do.
   public var description: String { "cannot start MPI: \(reason)" }
+}
+
+/// The reduction function of ``MPICommunicator``'s bfloat16 sum, in the form `MPI_Op_create`
+/// takes: `inoutvec[i] = round(invec[i] + inoutvec[i])` for `len` values.
+private func bfloat16SumFunction(
+  _ input: UnsafeMutableRawPointer?, _ inputOutput: UnsafeMutableRawPointer?,
+  _ length: UnsafeMutablePointer<Int32>?, _ datatype: UnsafeMutablePointer<MPI_Datatype?>?
+) {
+  guard let input, let inputOutput, let length else { return }
+  BFloat16.accumulate(
+    input.assumingMemoryBound(to: UInt16.self),
+    into: inputOutput.assumingMemoryBound(to: UInt16.self), count: Int(length.pointee))
 }

@@ -21,7 +21,13 @@ public final class SingleProcessCommunicator: Communicator, Sendable {
 
   public func allreduceSum(_ values: inout [Double]) throws {}
 
+  public func allreduceSumBFloat16(_ buffer: UnsafeMutablePointer<UInt16>, count: Int) throws {
+    precondition(count >= 0, "allreduceSumBFloat16 count must be non-negative, got \(count)")
+  }
+
   public func allreduceMax(_ value: Int) throws -> Int { value }
+
+  public func allreduceMax(_ values: inout [Double]) throws {}
 
   public func broadcast(_ bytes: inout [UInt8], root: Int) throws {
     precondition(root == 0, "broadcast root \(root) is not a rank of a group of size 1")

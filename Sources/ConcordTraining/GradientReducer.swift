@@ -32,7 +32,7 @@ public enum AllreduceMode: String, Sendable, Codable, CaseIterable {
 /// outside them.
 final class GradientReducer: GradientObserver {
   private final class Shared: @unchecked Sendable {
-    let communicator: Communicator
+    let allreduce: GradientAllreduce
     let lock = NSLock()
     let work = DispatchSemaphore(value: 0)
     let completed = DispatchSemaphore(value: 0)
@@ -41,8 +41,8 @@ final class GradientReducer: GradientObserver {
     var error: Error?
     var isStopping = false
 
-    init(communicator: Communicator, capacity: Int) {
-      self.communicator = communicator
+    init(allreduce: GradientAllreduce, capacity: Int) {
+      self.allreduce = allreduce
       queue.reserveCapacity(capacity)
     }
 
@@ -60,7 +60,7 @@ final class GradientReducer: GradientObserver {
         lock.unlock()
         if !failed {
           do {
-            try communicator.allreduceSum(start, count: count)
+            try allreduce.reduce(region: start, count: count)
           } catch {
             lock.lock()
             self.error = error
@@ -73,18 +73,37 @@ final class GradientReducer: GradientObserver {
   }
 
   let mode: AllreduceMode
+  /// The calls that sum the buffer, in the run's fusion and precision.
+  let allreduce: GradientAllreduce
   private let buffer: FloatBuffer
   private let shared: Shared
   private var submitted = 0
   private var covered = 0
 
-  /// Creates the reducer of `buffer`; with ``AllreduceMode/overlap`` it starts its thread.
-  init(communicator: Communicator, buffer: FloatBuffer, mode: AllreduceMode) {
+  /// Creates the reducer of `model`'s reduce buffer; with ``AllreduceMode/overlap`` it starts
+  /// its thread.
+  ///
+  /// - Throws: ``UsageError`` for ``AllreduceMode/overlap`` with ``AllreduceFusion/perTask``,
+  ///   whose calls wait for the whole backward pass; ``AllreduceMode/auto`` resolves to
+  ///   ``AllreduceMode/blocking`` there.
+  init(
+    communicator: Communicator, model: MultiTaskModel, mode: AllreduceMode,
+    fusion: AllreduceFusion = .all, precision: AllreducePrecision = .float32
+  ) throws {
+    guard !(mode == .overlap && fusion == .perTask) else {
+      throw UsageError(
+        "--allreduce overlap cannot run with --allreduce-fusion per-task, whose allreduce calls "
+          + "start after the backward pass: pass --allreduce blocking or --allreduce-fusion all")
+    }
     var resolved = mode
-    if mode == .auto { resolved = HostCores.hasSpareCore ? .overlap : .blocking }
+    if mode == .auto {
+      resolved = HostCores.hasSpareCore && fusion == .all ? .overlap : .blocking
+    }
     self.mode = communicator.size > 1 ? resolved : .blocking
-    self.buffer = buffer
-    shared = Shared(communicator: communicator, capacity: 64)
+    self.buffer = model.reduceBuffer
+    allreduce = GradientAllreduce(
+      communicator: communicator, model: model, fusion: fusion, precision: precision)
+    shared = Shared(allreduce: allreduce, capacity: 64)
     if self.mode == .overlap {
       let shared = shared
       let thread = Thread { shared.run() }
@@ -106,6 +125,7 @@ final class GradientReducer: GradientObserver {
     shared.queue.removeAll(keepingCapacity: true)
     shared.next = 0
     shared.lock.unlock()
+    allreduce.resetCallCount()
     submitted = 0
     covered = 0
   }
@@ -122,13 +142,13 @@ final class GradientReducer: GradientObserver {
   }
 
   /// Waits until every region is summed over the ranks; with ``AllreduceMode/blocking``, runs
-  /// the one allreduce of the whole buffer now.
+  /// the allreduce of the whole buffer now: one call, or one per task.
   ///
   /// - Throws: the first MPI error of the step.
   func finish() throws {
     switch mode {
     case .blocking, .auto:
-      try shared.communicator.allreduceSum(buffer.baseAddress, count: buffer.count)
+      try allreduce.reduceAll()
     case .overlap:
       precondition(
         covered == buffer.count,

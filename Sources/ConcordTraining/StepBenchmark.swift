@@ -46,6 +46,12 @@ public struct StepBenchmarkReport: Sendable {
   public var batchSize: Int
   /// The allreduce mode of the step.
   public var allreduceMode: AllreduceMode
+  /// One allreduce of every task's gradients, or one per task.
+  public var allreduceFusion: AllreduceFusion
+  /// The number format of the gradients in the allreduce.
+  public var allreducePrecision: AllreducePrecision
+  /// The allreduce calls of one step.
+  public var allreduceCalls: Int
 }
 
 /// Measures the training step: time per step and per phase, next to the limits of the
@@ -144,7 +150,8 @@ public enum StepBenchmark {
       baselineResidentMB: peak[1],
       analyticMB: analyticMegabytes(trainer: trainer, localBatch: localBatch),
       ranks: communicator.size, blasThreads: BLAS.threadCount, batchSize: c.batchSize,
-      allreduceMode: trainer.allreduceMode)
+      allreduceMode: trainer.allreduceMode, allreduceFusion: c.allreduceFusion,
+      allreducePrecision: c.allreducePrecision, allreduceCalls: trainer.allreduceCallsPerStep)
   }
 
   static func phaseName(_ phase: StepPhase, _ tasks: [String]) -> String {
@@ -216,7 +223,8 @@ public enum StepBenchmark {
 
   /// Returns the analytic size of one rank's state, in MB: parameters, the update, Adam's two
   /// moments, the BYOL target, the reduce buffer (T encoder gradients, head gradients,
-  /// losses), the activations and deltas of the encoder and heads, and the input batch.
+  /// losses) and the allreduce's staging buffers, the activations and deltas of the encoder
+  /// and heads, and the input batch.
   static func analyticMegabytes(trainer: Trainer, localBatch: Int) -> Double {
     let model = trainer.model
     let c = model.configuration
@@ -226,6 +234,7 @@ public enum StepBenchmark {
     var floats = 4 * model.layout.count  // parameters, update, two moments
     floats += model.target?.count ?? 0
     floats += model.reduceBuffer.count
+    floats += trainer.allreduceStagingBytes / MemoryLayout<Float>.stride
     floats += widths.reduce(0) { $0 + rows * $1 * (2 + t) }  // activations, deltas, wide deltas
     floats += 3 * rows * c.inputSize  // two views and the stacked input
     floats += trainer.trainSet.images.count + trainer.testSet.images.count

@@ -55,6 +55,10 @@ public final class Trainer {
   private let reducer: GradientReducer
   /// The allreduce mode of this run, with ``AllreduceMode/auto`` resolved.
   public var allreduceMode: AllreduceMode { reducer.mode }
+  /// The number of allreduce calls of the last step.
+  public var allreduceCallsPerStep: Int { reducer.allreduce.callCount }
+  /// The bytes of the allreduce's staging buffers.
+  var allreduceStagingBytes: Int { reducer.allreduce.stagingBytes }
 
   /// Builds the trainer: loads the data, creates or restores the model, and prepares the
   /// run folder on rank 0.
@@ -148,8 +152,9 @@ public final class Trainer {
       keepsIntervals: c.tracePath != nil,
       capacity: ChromeTrace.capacity(
         steps: totalSteps, taskCount: t, checkpointEvery: c.checkpointEvery))
-    reducer = GradientReducer(
-      communicator: communicator, buffer: model.reduceBuffer, mode: c.allreduceMode)
+    reducer = try GradientReducer(
+      communicator: communicator, model: model, mode: c.allreduceMode,
+      fusion: c.allreduceFusion, precision: c.allreducePrecision)
     coefficients = .allocate(capacity: t)
     taskWeights = .allocate(capacity: t)
 
@@ -406,8 +411,10 @@ public final class Trainer {
     recorder.begin(.encoderBackward)
     model.backwardEncoder(rows: 2 * b, observer: reducer)
 
-    // One allreduce carries every task's gradients and losses. The mean over ranks equals
-    // the gradient of the global batch because every rank has the same number of images.
+    // The allreduce carries every task's gradients and losses: in one call, or one per task
+    // (--allreduce-fusion per-task), and with bfloat16 gradients one more for the float32
+    // losses. The mean over ranks equals the gradient of the global batch because every rank
+    // has the same number of images.
     recorder.begin(.allreduce)
     try reducer.finish()
     let reduce = model.reduceBuffer
@@ -529,7 +536,8 @@ public final class Trainer {
     let c = configuration
     log.print(
       "concord: \(communicator.size) rank(s), \(BLAS.threadCount) BLAS thread(s) per rank, "
-        + "\(reducer.mode.rawValue) allreduce, "
+        + "\(reducer.mode.rawValue) allreduce (fusion \(c.allreduceFusion.rawValue), "
+        + "\(c.allreducePrecision.rawValue)), "
         + "tasks \(c.tasks.map(\.rawValue).joined(separator: ",")), balancer \(c.balancer)")
     log.print(
       "concord: \(trainSet.count) training images, global batch \(c.batchSize) "

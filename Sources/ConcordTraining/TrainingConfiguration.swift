@@ -48,6 +48,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// The allreduce mode of the per-task gradients: overlapped with the backward pass by a
   /// communication thread, or one blocking call after it.
   public var allreduceMode = AllreduceMode.auto
+  /// One allreduce of every task's gradients, or one per task. Free to change on resume.
+  public var allreduceFusion = AllreduceFusion.all
+  /// The number format of the gradients in the allreduce. Free to change on resume.
+  public var allreducePrecision = AllreducePrecision.float32
   /// OpenBLAS threads per rank; 0 picks the cores of the host divided by the ranks on it.
   public var blasThreads = 0
   /// Use only the first N training images (0: all); for quick runs and tests.
@@ -114,6 +118,12 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     allreduceMode =
       try container.decodeIfPresent(type(of: allreduceMode).self, forKey: .allreduceMode)
       ?? allreduceMode
+    allreduceFusion =
+      try container.decodeIfPresent(type(of: allreduceFusion).self, forKey: .allreduceFusion)
+      ?? allreduceFusion
+    allreducePrecision =
+      try container.decodeIfPresent(type(of: allreducePrecision).self, forKey: .allreducePrecision)
+      ?? allreducePrecision
     blasThreads =
       try container.decodeIfPresent(type(of: blasThreads).self, forKey: .blasThreads) ?? blasThreads
     trainLimit =

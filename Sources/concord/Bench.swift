@@ -6,12 +6,34 @@ import Foundation
 /// The usage text of `concord bench`.
 let benchUsage = """
   usage: concord bench step [--batch-size N] [--hidden LIST] [--tasks LIST] [--balancer NAME]
-                            [--steps N] [--warmup N] [--blas-threads N] [--json]
+                            [--steps N] [--warmup N] [--blas-threads N] [--allreduce MODE]
+                            [--allreduce-fusion all|per-task]
+                            [--allreduce-precision float32|bfloat16] [--json]
+         concord bench allreduce [--min-bytes N] [--max-bytes N] [--repeats N] [--warmup N]
+                                 [--json]
+         concord bench report --records FILE [--json FILE] [--markdown FILE] [--svg FILE]
 
-  Times the training step on synthetic 28x28 images after --warmup steps (default 10), over
-  --steps steps (default 50), and prints next to it what the machine allows, measured in the
-  same run: cblas_sgemm on the step's matrix shapes and a plain MPI_Allreduce of the step's
-  bytes. Run it under mpirun for several ranks. --json prints one JSON object instead.
+  step: times the training step on synthetic 28x28 images after --warmup steps (default 10),
+  over --steps steps (default 50), and prints next to it what the machine allows, measured in
+  the same run: cblas_sgemm on the step's matrix shapes and a plain MPI_Allreduce of the
+  step's bytes. The allreduce flags are those of concord train. --json prints one JSON object
+  instead.
+
+  allreduce: times, for message sizes from --min-bytes (default 4096) to --max-bytes (default
+  67108864) doubling, and 8 MiB when in that range, a plain MPI_Allreduce of MPI_FLOAT with
+  MPI_SUM into a separate buffer, Concord's in-place allreduce of the same floats, and its
+  bfloat16 allreduce of the same floats. Each of --repeats iterations (default: as many as fit
+  in about a second per size, at least 5) times the three in turn, each after a barrier,
+  after --warmup untimed iterations (default 3); a sample is the slowest rank's time. It prints
+  the median, 10th and 90th percentile in microseconds, the algorithm bandwidth
+  (bytes / time) and bus bandwidth (2 (p - 1) / p * bytes / time for p ranks, as nccl-tests
+  define it) in GB/s of float32 bytes, and Concord's median time over the plain one. --json
+  prints one JSON object per size and line.
+
+  Run either under mpirun for several ranks.
+
+  report: fits Concord's scaling model to the records of launch/bench-scaling and writes the
+  results, the benchmark page and its plot (concord bench report --help).
   """
 
 /// Runs `concord bench` and returns the exit code.
@@ -21,9 +43,13 @@ func bench(arguments: [String]) -> Int32 {
     return 0
   }
   if arguments.first == "report" { return benchReport(arguments: Array(arguments.dropFirst())) }
+  if arguments.first == "allreduce" {
+    return benchAllreduce(arguments: Array(arguments.dropFirst()))
+  }
   guard arguments.first == "step" else {
     printError(
-      "concord bench needs a benchmark name: concord bench step (concord bench --help)", rank: nil)
+      "concord bench needs a benchmark name: concord bench step or concord bench allreduce "
+        + "(concord bench --help)", rank: nil)
     return usageExitCode
   }
 
@@ -49,7 +75,7 @@ func bench(arguments: [String]) -> Int32 {
       if flag == "--steps" { measured = value } else { warmup = value }
       index += 2
     case "--batch-size", "--hidden", "--tasks", "--balancer", "--blas-threads", "--seed", "--lr",
-      "--allreduce":
+      "--allreduce", "--allreduce-fusion", "--allreduce-precision":
       trainArguments += arguments[index..<min(index + 2, arguments.count)]
       index += 2
     default:
@@ -60,17 +86,14 @@ func bench(arguments: [String]) -> Int32 {
   let parsed = Result { try parseTrainArguments(trainArguments) }
 
   guard let communicator = startMPI() else { return failureExitCode }
-  func endTogether(_ message: String, code: Int32) -> Int32 {
-    if communicator.isRoot { printError(message, rank: nil) }
-    try? communicator.barrier()
-    try? communicator.finalize()
-    return code
+  if let parseError {
+    return endBenchmark(communicator, message: parseError, code: usageExitCode)
   }
-  if let parseError { return endTogether(parseError, code: usageExitCode) }
   let configuration: TrainingConfiguration
   switch parsed {
   case .success(let value): configuration = value
-  case .failure(let error): return endTogether("\(error)", code: usageExitCode)
+  case .failure(let error):
+    return endBenchmark(communicator, message: "\(error)", code: usageExitCode)
   }
   BLAS.threadCount =
     configuration.blasThreads > 0
@@ -85,17 +108,34 @@ func bench(arguments: [String]) -> Int32 {
     if communicator.isRoot {
       print(json ? benchJSON(report) : benchText(report, configuration, warmup, measured))
     }
-  } catch let failure as CollectiveFailure {
-    let code = failure.underlying is UsageError ? usageExitCode : failureExitCode
-    if failure.shouldPrint { printError("\(failure)", rank: communicator.rank) }
-    try? communicator.barrier()
-    return code
   } catch {
-    printError("\(error)", rank: communicator.rank)
-    communicator.abort(exitCode: failureExitCode)
+    return endBenchmark(communicator, after: error)
   }
   try? communicator.finalize()
   return 0
+}
+
+/// Prints `message` on rank 0, finalizes MPI on every rank and returns `code`: the end of a
+/// benchmark after an error that every rank saw alike, such as a bad flag.
+func endBenchmark(_ communicator: MPICommunicator, message: String, code: Int32) -> Int32 {
+  if communicator.isRoot { printError(message, rank: nil) }
+  try? communicator.barrier()
+  try? communicator.finalize()
+  return code
+}
+
+/// Ends a benchmark after `error` and returns the exit code.
+///
+/// A ``CollectiveFailure`` is printed by the ranks it names, and every rank returns 2 for a
+/// usage error, else 1. Any other error is this rank's alone, so it ends the whole job.
+func endBenchmark(_ communicator: MPICommunicator, after error: Error) -> Int32 {
+  guard let failure = error as? CollectiveFailure else {
+    printError("\(error)", rank: communicator.rank)
+    communicator.abort(exitCode: failureExitCode)
+  }
+  if failure.shouldPrint { printError("\(failure)", rank: communicator.rank) }
+  try? communicator.barrier()
+  return failure.underlying is UsageError ? usageExitCode : failureExitCode
 }
 
 private func benchText(
@@ -106,7 +146,8 @@ private func benchText(
     "concord bench step: \(r.ranks) rank(s) x \(r.blasThreads) BLAS thread(s), global batch "
       + "\(r.batchSize), hidden \(c.hiddenSizes.map(String.init).joined(separator: ",")), tasks "
       + "\(c.tasks.map(\.rawValue).joined(separator: ",")), balancer \(c.balancer), "
-      + "\(r.allreduceMode.rawValue) allreduce, "
+      + "\(r.allreduceMode.rawValue) allreduce (fusion \(r.allreduceFusion.rawValue), "
+      + "\(r.allreducePrecision.rawValue), \(r.allreduceCalls) call(s) per step), "
       + "\(steps) steps after \(warmup) warm-up",
     "step ms            median \(f(r.stepMilliseconds.median))  p10 \(f(r.stepMilliseconds.p10))"
       + "  p90 \(f(r.stepMilliseconds.p90))",
@@ -158,6 +199,9 @@ private func benchJSON(_ r: StepBenchmarkReport) -> String {
     "\"allreduce_bytes\": \(r.allreduceBytes)",
     "\"blas_threads\": \(r.blasThreads)",
     "\"allreduce_mode\": \"\(r.allreduceMode.rawValue)\"",
+    "\"allreduce_fusion\": \"\(r.allreduceFusion.rawValue)\"",
+    "\"allreduce_precision\": \"\(r.allreducePrecision.rawValue)\"",
+    "\"allreduce_calls\": \(r.allreduceCalls)",
   ]
   return "{" + fields.joined(separator: ", ") + "}"
 }

@@ -129,6 +129,16 @@ let trainOptions: [TrainOption] = [
     configuration.allreduceMode = mode
   },
   TrainOption(
+    name: "--allreduce-fusion", value: "all|per-task",
+    help: "one allreduce of every task's gradients, or one per task after the backward pass "
+      + "(default all)"
+  ) { $0.allreduceFusion = try namedCase($1, "--allreduce-fusion") },
+  TrainOption(
+    name: "--allreduce-precision", value: "float32|bfloat16",
+    help: "number format of the gradients in the allreduce; losses stay float32 "
+      + "(default float32)"
+  ) { $0.allreducePrecision = try namedCase($1, "--allreduce-precision") },
+  TrainOption(
     name: "--blas-threads", value: "N",
     help: "OpenBLAS threads per rank (default: cores of the host / ranks on it)"
   ) { $0.blasThreads = try positive($1, "--blas-threads") },
@@ -229,6 +239,20 @@ private func positiveReal(_ value: String, _ flag: String) throws -> Double {
     throw UsageError("invalid \(flag) \(value): pass a number greater than 0")
   }
   return number
+}
+
+/// Returns the case of `Choice` whose raw value is `value`.
+///
+/// - Throws: ``UsageError`` naming `flag` and `value` and listing the valid names.
+private func namedCase<Choice: CaseIterable & RawRepresentable>(_ value: String, _ flag: String)
+  throws -> Choice where Choice.RawValue == String
+{
+  guard let choice = Choice(rawValue: value) else {
+    let names = Choice.allCases.map(\.rawValue)
+    let list = names.dropLast().joined(separator: ", ") + " or " + (names.last ?? "")
+    throw UsageError("invalid \(flag) \(value): pass \(list)")
+  }
+  return choice
 }
 
 private func nonEmpty(_ value: String, _ flag: String) throws -> String {

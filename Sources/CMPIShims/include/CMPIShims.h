@@ -10,6 +10,7 @@ MPI_Datatype concord_mpi_float(void);
 MPI_Datatype concord_mpi_double(void);
 MPI_Datatype concord_mpi_byte(void);
 MPI_Datatype concord_mpi_int64(void);
+MPI_Datatype concord_mpi_uint16(void);
 MPI_Op concord_mpi_sum(void);
 MPI_Op concord_mpi_max(void);
 MPI_Op concord_mpi_min(void);
@@ -17,5 +18,9 @@ void *concord_mpi_in_place(void);
 MPI_Status *concord_mpi_status_ignore(void);
 MPI_Request concord_mpi_request_null(void);
 MPI_Errhandler concord_mpi_errors_return(void);
+
+// One MPI_Allreduce of `count` floats from `send` into `receive` with MPI_SUM on
+// MPI_COMM_WORLD, the plain call that benchmarks compare Concord's collectives with.
+int concord_mpi_allreduce_float_sum(const float *send, float *receive, int count);
 
 #endif
