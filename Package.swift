@@ -6,6 +6,7 @@ let package = Package(
   products: [
     .executable(name: "concord", targets: ["concord"]),
     .library(name: "ConcordTraining", targets: ["ConcordTraining"]),
+    .executable(name: "concord-link", targets: ["concord-link"]),
   ],
   targets: [
     // C libraries, found with pkg-config.
@@ -29,6 +30,10 @@ let package = Package(
         "ConcordModel", "CZlib",
       ]),
     .executableTarget(name: "concord", dependencies: ["ConcordTraining"]),
+    // The link emulator of launch/netns-cluster; its C target wraps ioctl, ppoll and prctl.
+    .target(name: "CLinkShims"),
+    .target(name: "ConcordLink"),
+    .executableTarget(name: "concord-link", dependencies: ["CLinkShims", "ConcordLink"]),
 
     .testTarget(name: "ConcordTensorsTests", dependencies: ["ConcordTensors"]),
     .testTarget(
@@ -38,5 +43,6 @@ let package = Package(
     .testTarget(name: "ConcordModelTests", dependencies: ["ConcordModel"]),
     .testTarget(
       name: "ConcordTrainingTests", dependencies: ["ConcordTraining"]),
+    .testTarget(name: "ConcordLinkTests", dependencies: ["ConcordLink"]),
   ]
 )
