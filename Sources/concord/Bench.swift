@@ -7,11 +7,14 @@ import Foundation
 let benchUsage = """
   usage: concord bench step [--batch-size N] [--hidden LIST] [--tasks LIST] [--balancer NAME]
                             [--steps N] [--warmup N] [--blas-threads N] [--json]
+                            [--config FILE]
 
   Times the training step on synthetic 28x28 images after --warmup steps (default 10), over
   --steps steps (default 50), and prints next to it what the machine allows, measured in the
   same run: cblas_sgemm on the step's matrix shapes and a plain MPI_Allreduce of the step's
   bytes. Run it under mpirun for several ranks. --json prints one JSON object instead.
+  --config FILE reads the training settings of a concord train --config file; the flags
+  above win over it.
   """
 
 /// Runs `concord bench` and returns the exit code.
@@ -48,7 +51,7 @@ func bench(arguments: [String]) -> Int32 {
       if flag == "--steps" { measured = value } else { warmup = value }
       index += 2
     case "--batch-size", "--hidden", "--tasks", "--balancer", "--blas-threads", "--seed", "--lr",
-      "--allreduce":
+      "--allreduce", "--config":
       trainArguments += arguments[index..<min(index + 2, arguments.count)]
       index += 2
     default:
