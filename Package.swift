@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -46,3 +47,22 @@ let package = Package(
     .testTarget(name: "ConcordLinkTests", dependencies: ["ConcordLink"]),
   ]
 )
+
+// libFuzzer harnesses, one executable per input format. launch/fuzz sets CONCORD_FUZZ and
+// builds them with -sanitize=fuzzer into their own build folder, so that `swift build` and
+// the tests never see them.
+if ProcessInfo.processInfo.environment["CONCORD_FUZZ"] != nil {
+  let harnesses = [
+    ("FuzzIDX", "ConcordData"), ("FuzzSafeTensors", "ConcordTensors"),
+    ("FuzzBalancingCase", "ConcordBalancing"), ("FuzzConfiguration", "ConcordTraining"),
+  ]
+  package.targets.append(.target(name: "CFuzzer", path: "Fuzz/CFuzzer"))
+  for (name, library) in harnesses {
+    package.targets.append(
+      .executableTarget(
+        name: name, dependencies: ["CFuzzer", .target(name: library)], path: "Fuzz/\(name)",
+        // NOTE: ld.gold of Debian 12 (binutils 2.40) stops with "internal error in
+        // format_file_lineno" on these links; the toolchain's lld links them.
+        linkerSettings: [.unsafeFlags(["-use-ld=lld"])]))
+  }
+}

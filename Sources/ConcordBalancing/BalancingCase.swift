@@ -115,7 +115,11 @@ public struct BalancingCase: Sendable {
     do {
       object = try JSONSerialization.jsonObject(with: json)
     } catch {
-      throw BalancingCaseError("invalid JSON: \(error.localizedDescription)")
+      // Foundation's localized text is a generic sentence; its debug text has the position.
+      let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
+      throw BalancingCaseError(
+        "invalid JSON\(detail.map { " (\($0))" } ?? ""): give one JSON object such as "
+          + "{\"balancer\": \"pcgrad\", \"gradients\": [[1, 2], [-2, 0.5]]}")
     }
     guard let fields = object as? [String: Any] else {
       throw BalancingCaseError(

@@ -74,6 +74,7 @@ enum Checkpoint {
       "data_crc32": CheckpointContents.crc32Text(CheckpointContents.dataCRC32(of: file)),
     ]
     let directory = (path as NSString).deletingLastPathComponent
+    try checkFinite(file, step: trainer.step, path: path)
     do {
       try AtomicFile.write(file.serialized(), to: path)
     } catch let error as AtomicFileError {

@@ -10,7 +10,7 @@ public struct CollectiveFailure: Error, CustomStringConvertible {
   public let shouldPrint: Bool
 
   public var description: String {
-    underlying.map { "\($0)" } ?? "another rank failed"
+    underlying.map(systemErrorDescription) ?? "another rank failed"
   }
 }
 

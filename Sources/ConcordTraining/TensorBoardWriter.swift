@@ -27,7 +27,7 @@ public final class TensorBoardWriter {
         atPath: directory, withIntermediateDirectories: true)
     } catch {
       throw TrainingError(
-        "cannot create folder \(directory): \(error.localizedDescription); pass another --out")
+        "cannot create folder \(directory): \(systemErrorDescription(error)); pass another --out")
     }
     path = "\(directory)/events.out.tfevents.\(Int(wallTime)).\(Self.hostName())"
     descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)

@@ -59,6 +59,12 @@ public final class Trainer {
   public var allreduceCallsPerStep: Int { reducer.allreduce.callCount }
   /// The bytes of the allreduce's staging buffers.
   var allreduceStagingBytes: Int { reducer.allreduce.stagingBytes }
+  /// Rank 0's lock on the run folder, held while the trainer lives; nil on other ranks.
+  private var runLock: RunDirectoryLock?
+  /// The paths in the run folder that rank 0 made, removed again when `--resume` fails.
+  var createdPaths: [String] = []
+  /// The `CONCORD_FAULT_RANK` testing aid, or nil.
+  let faultInjection: FaultInjection?
 
   /// Builds the trainer: loads the data, creates or restores the model, and prepares the
   /// run folder on rank 0.
@@ -112,6 +118,8 @@ public final class Trainer {
         "--batch-size \(c.batchSize) exceeds the \(trainSet.count) training images: pass at "
           + "most \(trainSet.count)")
     }
+    try Self.checkSettings(c, trainCount: trainSet.count, ranks: communicator.size)
+    faultInjection = try FaultInjection.fromEnvironment()
     let sampler = try ShardedSampler(
       datasetCount: trainSet.count, globalBatchSize: c.batchSize, worldSize: communicator.size,
       rank: communicator.rank, seed: c.seed)
@@ -158,9 +166,10 @@ public final class Trainer {
     coefficients = .allocate(capacity: t)
     taskWeights = .allocate(capacity: t)
 
+    let metricsPath = runDirectory + "/metrics.jsonl"
     if communicator.isRoot {
-      try Self.makeDirectory(runDirectory)
-      try Self.makeDirectory(runDirectory + "/checkpoints")
+      (runLock, createdPaths) = try Self.prepareRunDirectory(runDirectory)
+      if !FileManager.default.fileExists(atPath: metricsPath) { createdPaths.append(metricsPath) }
     }
     log = try MetricsLog(
       isRoot: communicator.isRoot, path: communicator.isRoot ? runDirectory + "/metrics.jsonl" : nil
@@ -176,7 +185,13 @@ public final class Trainer {
   ///
   /// Every rank must call it.
   public func resumeIfRequested() throws {
-    if !resumePath.isEmpty { try restore(from: resumePath) }
+    guard !resumePath.isEmpty else { return }
+    do {
+      try restore(from: resumePath)
+    } catch {
+      removeCreatedPaths()
+      throw error
+    }
   }
 
   /// Decides the run folder and the checkpoint to resume from, on rank 0, and sends both to
@@ -192,6 +207,7 @@ public final class Trainer {
       var text: String
       do {
         let (directory, resume) = try resolvePathsOnRoot(c)
+        try checkOutputPaths(c, directory: directory)
         text = "ok\n\(directory)\n\(resume)"
       } catch let error as UsageError {
         text = "usage\n\(error)"
@@ -317,7 +333,7 @@ public final class Trainer {
       try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     } catch {
       throw TrainingError(
-        "cannot create folder \(path): \(error.localizedDescription); pass another --out")
+        "cannot create folder \(path): \(systemErrorDescription(error)); pass another --out")
     }
   }
 
@@ -342,6 +358,7 @@ public final class Trainer {
     while step < totalSteps {
       let result = try trainStep(localBatch: localBatch)
       step += 1
+      injectFaultIfRequested()
       interval.add(losses: lossValues, result: result)
       if log.isTerminal, let text = progress.add(step: step, losses: lossValues, result: result) {
         log.showProgress(text)
@@ -354,9 +371,9 @@ public final class Trainer {
         interval = IntervalStatistics(taskCount: c.tasks.count)
         intervalStart = Date()
       }
-      if (c.checkpointEvery > 0 && step % c.checkpointEvery == 0) || isLast {
-        try saveCheckpoint()
-      }
+      let isCheckpointStep = (c.checkpointEvery > 0 && step % c.checkpointEvery == 0) || isLast
+      try verifyRanksAgreeIfDue(isCheckpointStep: isCheckpointStep)
+      if isCheckpointStep { try saveCheckpoint() }
     }
     log.endProgress()
 
@@ -448,6 +465,7 @@ public final class Trainer {
       return nil
     }
     consecutiveSkips = 0
+    try checkLossBound(lossValues)
 
     // The PCGrad order comes from (seed, step), never from the rank, so every rank
     // projects in the same order, and a resumed run in the order of an uninterrupted one.
@@ -504,32 +522,6 @@ public final class Trainer {
       "concord: wrote \(path); update direction checksum "
         + "\(String(format: "%016llx", checksum.value)) identical on all \(communicator.size) ranks"
     )
-  }
-
-  /// Checks that every rank has the same state, by comparing one checksum per rank.
-  ///
-  /// - Throws: ``TrainingError`` on every rank, naming the ranks that differ from rank 0.
-  func verifyRanksAgree() throws {
-    var checksum = StateChecksum()
-    checksum.add(model.parameters)
-    checksum.add(optimizer.firstMoment)
-    checksum.add(optimizer.secondMoment)
-    if let target = model.target { checksum.add(target) }
-    checksum.add(balancer.taskWeights)
-    checksum.add(step)
-    let all = try communicator.allgather(Int64(bitPattern: checksum.value))
-    let differing = all.indices.filter { all[$0] != all[0] }
-    guard differing.isEmpty else {
-      throw TrainingError(
-        "after step \(step) the state of ranks \(differing.map(String.init).joined(separator: ", ")) "
-          + "differs from rank 0: report this with the command line; ranks must run the same "
-          + "binary on the same kind of CPU", isCollective: true)
-    }
-    log.print(
-      communicator.size == 1
-        ? "concord: state checksum \(String(format: "%016llx", checksum.value)) (1 rank)"
-        : "concord: state checksum \(String(format: "%016llx", checksum.value)) identical on all "
-          + "\(communicator.size) ranks")
   }
 
   private func printStart() {
@@ -590,7 +582,7 @@ public final class Trainer {
         + "| eta \(formatDuration(secondsLeft))")
   }
 
-  private func saveCheckpoint() throws {
+  func saveCheckpoint() throws {
     // Every rank has the same parameters, so every rank reaches the same verdict.
     guard model.parameters.elements.allSatisfy(\.isFinite) else {
       throw TrainingError(

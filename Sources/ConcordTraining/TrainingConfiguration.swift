@@ -67,6 +67,12 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   ///
   /// Optional, so that configurations stored in checkpoints without it still decode.
   public var tracePath: String? = nil
+  /// The loss bound, relative to each task's first-step loss L_t(0) (at least 1): a reduced
+  /// loss above `lossBound * max(L_t(0), 1)` stops the run before its update is applied.
+  public var lossBound: Double = 1e4
+  /// Steps between comparisons of the ranks' state checksums; 0 compares only before each
+  /// checkpoint and at the end of the run, which every value also does.
+  public var verifyEvery = 0
 
   /// Creates the default configuration.
   public init() {}
@@ -136,6 +142,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
       ?? knnNeighbours
     tracePath =
       try container.decodeIfPresent(type(of: tracePath).self, forKey: .tracePath) ?? tracePath
+    lossBound =
+      try container.decodeIfPresent(type(of: lossBound).self, forKey: .lossBound) ?? lossBound
+    verifyEvery =
+      try container.decodeIfPresent(type(of: verifyEvery).self, forKey: .verifyEvery)
+      ?? verifyEvery
   }
 
   /// Returns the model shape that these settings describe, for a dataset of the given image size.

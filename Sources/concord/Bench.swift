@@ -9,6 +9,7 @@ let benchUsage = """
                             [--steps N] [--warmup N] [--blas-threads N] [--allreduce MODE]
                             [--allreduce-fusion all|per-task]
                             [--allreduce-precision float32|bfloat16] [--json]
+                            [--config FILE]
          concord bench allreduce [--min-bytes N] [--max-bytes N] [--repeats N] [--warmup N]
                                  [--json]
          concord bench report --records FILE [--json FILE] [--markdown FILE] [--svg FILE]
@@ -17,7 +18,8 @@ let benchUsage = """
   over --steps steps (default 50), and prints next to it what the machine allows, measured in
   the same run: cblas_sgemm on the step's matrix shapes and a plain MPI_Allreduce of the
   step's bytes. The allreduce flags are those of concord train. --json prints one JSON object
-  instead.
+  instead. --config FILE reads the training settings of a concord train --config file; the
+  flags above win over it.
 
   allreduce: times, for message sizes from --min-bytes (default 4096) to --max-bytes (default
   67108864) doubling, and 8 MiB when in that range, a plain MPI_Allreduce of MPI_FLOAT with
@@ -75,7 +77,7 @@ func bench(arguments: [String]) -> Int32 {
       if flag == "--steps" { measured = value } else { warmup = value }
       index += 2
     case "--batch-size", "--hidden", "--tasks", "--balancer", "--blas-threads", "--seed", "--lr",
-      "--allreduce", "--allreduce-fusion", "--allreduce-precision":
+      "--allreduce", "--allreduce-fusion", "--allreduce-precision", "--config":
       trainArguments += arguments[index..<min(index + 2, arguments.count)]
       index += 2
     default:

@@ -11,7 +11,8 @@ let plotUsage = """
   of task pairs whose gradients have a negative cosine) and the throughput in samples per
   second, each against the step. Open the page in a browser.
 
-  --out FILE.svg   where to write the page (default RUN_DIR/plot.svg)
+  --out FILE.svg   where to write the page, a file that does not exist yet (default
+                   RUN_DIR/plot.svg, which is replaced)
   """
 
 /// Runs `concord plot` and returns the exit code.
@@ -55,6 +56,14 @@ func plot(arguments: [String]) -> Int32 {
     return usageExitCode
   }
   let path = output ?? runDirectory + "/plot.svg"
+  // Only the run's own plot.svg is replaced: --out may name any file, and a typo must not
+  // destroy one.
+  if let output, FileManager.default.fileExists(atPath: output) {
+    printError(
+      "--out \(output) already exists: remove it or pass a new path; concord plot replaces "
+        + "only RUN_DIR/plot.svg", rank: nil)
+    return usageExitCode
+  }
   do {
     try AtomicFile.write(
       Array(RunPlot.svg(metrics, title: "concord run \(runDirectory)").utf8), to: path)

@@ -1,4 +1,5 @@
 import ConcordModel
+import ConcordTensors
 import ConcordTraining
 
 /// One flag of `concord train`: its name, value placeholder, help, and how it sets the
@@ -141,7 +142,15 @@ let trainOptions: [TrainOption] = [
   TrainOption(
     name: "--blas-threads", value: "N",
     help: "OpenBLAS threads per rank (default: cores of the host / ranks on it)"
-  ) { $0.blasThreads = try positive($1, "--blas-threads") },
+  ) { configuration, value in
+    let threads = try positive(value, "--blas-threads")
+    guard threads <= BLAS.maximumThreadCount else {
+      throw UsageError(
+        "invalid --blas-threads \(value): this OpenBLAS runs at most "
+          + "\(BLAS.maximumThreadCount) threads, so pass 1 to \(BLAS.maximumThreadCount)")
+    }
+    configuration.blasThreads = threads
+  },
   TrainOption(
     name: "--train-limit", value: "N", help: "use only the first N training images (default all)"
   ) { $0.trainLimit = try positive($1, "--train-limit") },
@@ -155,11 +164,31 @@ let trainOptions: [TrainOption] = [
     name: "--trace", value: "FILE",
     help: "write every rank's step phases to FILE as a Chrome trace for Perfetto"
   ) { $0.tracePath = try nonEmpty($1, "--trace") },
+  TrainOption(
+    name: "--loss-bound", value: "X",
+    help: "stop when a task's loss exceeds X times max(its first-step loss, 1) (default 10000)"
+  ) { $0.lossBound = try positiveReal($1, "--loss-bound") },
+  TrainOption(
+    name: "--verify-every", value: "N",
+    help: "steps between rank state comparisons; 0: only before checkpoints (default 0)"
+  ) { configuration, value in
+    guard let steps = Int(value), steps >= 0 else {
+      throw UsageError("invalid --verify-every \(value): pass a whole number >= 0")
+    }
+    configuration.verifyEvery = steps
+  },
+  TrainOption(
+    name: ConfigurationFile.flag, value: "FILE",
+    help: "read settings from a JSON object keyed by flag names; command-line flags win"
+  ) { _, _ in
+    // parseTrainArguments applies the file before every other flag.
+  },
 ]
 
 /// Parses the arguments of `concord train` (without the subcommand).
 func parseTrainArguments(_ arguments: [String]) throws -> TrainingConfiguration {
   var configuration = TrainingConfiguration()
+  try applyConfigurationFile(in: arguments, to: &configuration)
   var index = 0
   while index < arguments.count {
     var flag = arguments[index]
@@ -211,22 +240,6 @@ private func unknownFlagMessage(_ flag: String) -> String {
   return "unknown flag \(flag): concord train --help lists the flags"
 }
 
-/// Returns the Levenshtein distance between two strings.
-func editDistance(_ a: String, _ b: String) -> Int {
-  let a = Array(a)
-  let b = Array(b)
-  var previous = Array(0...b.count)
-  for i in 1...max(a.count, 1) where !a.isEmpty {
-    var current = [i] + Array(repeating: 0, count: b.count)
-    for j in 1...max(b.count, 1) where !b.isEmpty {
-      let cost = a[i - 1] == b[j - 1] ? 0 : 1
-      current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-    }
-    previous = current
-  }
-  return a.isEmpty ? b.count : previous[b.count]
-}
-
 private func positive(_ value: String, _ flag: String) throws -> Int {
   guard let number = Int(value), number > 0 else {
     throw UsageError("invalid \(flag) \(value): pass a whole number greater than 0")
@@ -261,6 +274,10 @@ private func nonEmpty(_ value: String, _ flag: String) throws -> String {
 }
 
 private func taskList(_ value: String) throws -> [TaskKind] {
+  guard !value.isEmpty else {
+    let valid = TaskKind.allCases.map(\.rawValue).joined(separator: ",")
+    throw UsageError("--tasks is empty: pass at least one task, such as --tasks \(valid)")
+  }
   let names = value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
   var tasks: [TaskKind] = []
   for name in names {

@@ -84,12 +84,15 @@ func train(arguments: [String]) -> Int32 {
     return code
   }
 
+  // A --config file may be readable on some nodes only, so the ranks agree on the outcome.
   let configuration: TrainingConfiguration
-  switch parsed {
-  case .success(let value):
-    configuration = value
-  case .failure(let error):
-    return endTogether("\(error)", shouldPrint: communicator.isRoot, code: usageExitCode)
+  do {
+    configuration = try collectively(communicator) { try parsed.get() }
+  } catch let failure as CollectiveFailure {
+    return endTogether("\(failure)", shouldPrint: failure.shouldPrint, code: usageExitCode)
+  } catch {
+    printError("\(error)", rank: communicator.rank)
+    communicator.abort(exitCode: failureExitCode)
   }
 
   BLAS.threadCount =
@@ -110,7 +113,7 @@ func train(arguments: [String]) -> Int32 {
   } catch {
     // A failure of this rank alone: the others may be waiting in a collective, so end the
     // whole job.
-    printError("\(error)", rank: communicator.rank)
+    printError(systemErrorDescription(error), rank: communicator.rank)
     communicator.abort(exitCode: failureExitCode)
   }
   try? communicator.finalize()

@@ -108,27 +108,6 @@ struct EndToEndTests {
     #expect(FileManager.default.fileExists(atPath: out + "/eval.json"))
   }
 
-  @Test(arguments: [
-    (["--bogus", "1"], "--bogus"),
-    (["--batch-size", "63"], "--batch-size 63"),
-    (["--tasks", "supervised,jigsaw"], "jigsaw"),
-    (["--balancer", "mgda"], "mgda"),
-    (["--lr", "-1"], "--lr -1"),
-    (["--steps", "0"], "--steps 0"),
-    (["--log-every"], "--log-every"),
-    (["--steps", "5", "--dump-gradients", "9"], "--dump-gradients 9"),
-    (["--batch-size", "100000"], "--batch-size 100000"),
-  ])
-  func badFlagsExitWithUsageError(flags: [String], named: String) throws {
-    let out = try makeTemporaryDirectory()
-    let result = try mpirun(ranks: 2, ["train", "--out", out + "/run"] + flags, timeout: 60)
-    #expect(result.status == 2, "\(result.standardError)")
-    let lines = result.standardError.split(separator: "\n").filter { $0.hasPrefix("concord") }
-    #expect(lines.count == 1, "\(result.standardError)")
-    #expect(lines.first?.contains(named) == true, "\(result.standardError)")
-    #expect(!FileManager.default.fileExists(atPath: out + "/run/checkpoints"))
-  }
-
   @Test func missingDataFolderFailsOnEveryRank() throws {
     let out = try makeTemporaryDirectory()
     let result = try mpirun(

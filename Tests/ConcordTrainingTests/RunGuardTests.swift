@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Writes an uncompressed IDX file of unsigned bytes.
-private func writeIDX(_ path: String, dimensions: [Int], fill: (Int) -> UInt8) throws {
+func writeIDX(_ path: String, dimensions: [Int], fill: (Int) -> UInt8) throws {
   var bytes: [UInt8] = [0, 0, 0x08, UInt8(dimensions.count)]
   for dimension in dimensions {
     bytes += [24, 16, 8, 0].map { UInt8((dimension >> $0) & 0xFF) }
@@ -13,7 +13,7 @@ private func writeIDX(_ path: String, dimensions: [Int], fill: (Int) -> UInt8) t
 }
 
 /// Writes a tiny MNIST-format dataset whose test images are `testSide` pixels square.
-private func makeDataset(testSide: Int) throws -> String {
+func makeDataset(testSide: Int) throws -> String {
   let directory = try makeTemporaryDirectory()
   try writeIDX(directory + "/train-images-idx3-ubyte", dimensions: [64, 28, 28]) { UInt8($0 % 251) }
   try writeIDX(directory + "/train-labels-idx1-ubyte", dimensions: [64]) { UInt8($0 % 10) }

@@ -1,0 +1,49 @@
+import ConcordTraining
+
+/// Applies the settings of the `--config FILE` among `arguments`, if there is one, so that
+/// the flags on the command line, applied after it, win.
+///
+/// - Throws: ``UsageError`` naming the file and the key at fault.
+func applyConfigurationFile(
+  in arguments: [String], to configuration: inout TrainingConfiguration
+) throws {
+  guard let path = try configurationFilePath(in: arguments) else { return }
+  let flag = ConfigurationFile.flag
+  let keys = trainOptions.map { String($0.name.dropFirst(2)) }.filter { "--" + $0 != flag }
+  for (key, value) in try ConfigurationFile.read(path: path, keys: keys) {
+    guard let option = trainOptions.first(where: { $0.name == "--" + key }) else { continue }
+    do {
+      try option.apply(&configuration, value)
+    } catch let error as UsageError {
+      throw UsageError("\(flag) \(path): key \"\(key)\": \(error)")
+    }
+  }
+}
+
+/// Returns the value of `--config` in `arguments`, or nil when it is absent.
+///
+/// Every flag of `concord train` takes a value, so the arguments are flag and value pairs,
+/// or single `--flag=value` words.
+private func configurationFilePath(in arguments: [String]) throws -> String? {
+  let flag = ConfigurationFile.flag
+  var path: String?
+  var index = 0
+  while index < arguments.count {
+    let argument = arguments[index]
+    var value: String?
+    if argument.hasPrefix(flag + "=") {
+      value = String(argument.dropFirst(flag.count + 1))
+      index += 1
+    } else {
+      if argument == flag, index + 1 < arguments.count { value = arguments[index + 1] }
+      index += argument.contains("=") ? 1 : 2
+    }
+    guard let value else { continue }
+    guard path == nil else {
+      throw UsageError("\(flag) appears twice: pass one settings file")
+    }
+    guard !value.isEmpty else { throw UsageError("\(flag) needs a non-empty value") }
+    path = value
+  }
+  return path
+}
