@@ -62,7 +62,9 @@ struct CheckpointCrashTests {
   /// checkpoint passes `concord inspect` and loads, and `--resume latest` carries on. The
   /// last resume ends bit-identical to a run that was never killed.
   @Test func killedRunsLeaveLoadableCheckpoints() throws {
-    let steps = 100
+    // Enough steps that no run reaches the end between its kills: a resumed run of 55 steps
+    // once finished within the second before a planned kill.
+    let steps = 400
     let flags = ["--checkpoint-every", "1", "--keep", "2", "--log-every", "100"]
     let whole = try makeTemporaryDirectory()
     let reference = try mpirun(ranks: 2, quickRun(out: whole, steps: steps, extra: flags))
