@@ -9,8 +9,9 @@ public struct LinkProfile: Sendable, Equatable {
   public var delay: Int64
   /// The rate of every uplink and downlink in bits per second, or 0 for no rate limit.
   public var bitsPerSecond: Int64
-  /// The bytes that may wait for serialisation at one port before new packets are dropped
-  /// (drop-tail). Packets in propagation do not count. Ignored without a rate limit, because
+  /// The bytes that may wait for serialisation at one port before new packets are dropped.
+  ///
+  /// The queue is drop-tail, and packets in propagation do not count. Ignored without a rate limit, because
   /// no queue forms then.
   public var queueLimit: Int64
 

@@ -20,7 +20,9 @@ final class SlotQueue {
   /// The oldest slot, or nil when the queue is empty.
   var first: Int32? { count > 0 ? storage[head] : nil }
 
-  /// Appends `slot`. The caller guarantees room, because the queues together never hold more
+  /// Appends `slot`.
+  ///
+  /// The caller guarantees room, because the queues together never hold more
   /// slots than the pool has.
   func append(_ slot: Int32) {
     precondition(count < capacity, "slot queue of \(capacity) overflowed")
@@ -30,7 +32,9 @@ final class SlotQueue {
     count += 1
   }
 
-  /// Removes and returns the oldest slot. The queue must not be empty.
+  /// Removes and returns the oldest slot.
+  ///
+  /// The queue must not be empty.
   func removeFirst() -> Int32 {
     precondition(count > 0, "removeFirst on an empty slot queue")
     let slot = storage[head]

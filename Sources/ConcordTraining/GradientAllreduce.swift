@@ -176,9 +176,10 @@ final class GradientAllreduce: @unchecked Sendable {
 }
 
 extension MultiTaskModel {
-  /// Returns the ranges of ``reduceBuffer`` that contain task `task`'s gradients, in buffer
-  /// order: its row of each encoder gradient block (per layer, weight then bias), then its
-  /// head's gradients. Its loss is at ``lossOffset`` + `task`.
+  /// Returns the ranges of ``reduceBuffer`` that contain task `task`'s gradients.
+  ///
+  /// The ranges are in buffer order: the task's row of each encoder gradient block (per layer,
+  /// weight then bias), then its head's gradients. Its loss is at ``lossOffset`` + `task`.
   func reduceBufferGradientRanges(task: Int) -> [Range<Int>] {
     var ranges: [Range<Int>] = []
     for block in encoder.gradientBlocks {

@@ -48,9 +48,13 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// The allreduce mode of the per-task gradients: overlapped with the backward pass by a
   /// communication thread, or one blocking call after it.
   public var allreduceMode = AllreduceMode.auto
-  /// One allreduce of every task's gradients, or one per task. Free to change on resume.
+  /// One allreduce of every task's gradients, or one per task.
+  ///
+  /// It is free to change on resume.
   public var allreduceFusion = AllreduceFusion.all
-  /// The number format of the gradients in the allreduce. Free to change on resume.
+  /// The number format of the gradients in the allreduce.
+  ///
+  /// It is free to change on resume.
   public var allreducePrecision = AllreducePrecision.float32
   /// OpenBLAS threads per rank; 0 picks the cores of the host divided by the ranks on it.
   public var blasThreads = 0

@@ -281,8 +281,9 @@ struct EmulatedClusterTests {
   }
 }
 
-/// The concord-link binary that launch/netns-cluster starts: `CONCORD_LINK_BINARY`, else the
-/// release build, which launch/test builds. The tests never let the script build it, because
+/// The concord-link binary that launch/netns-cluster starts.
+///
+/// It is `CONCORD_LINK_BINARY`, else the release build, which launch/test builds. The tests never let the script build it, because
 /// a release build inside a test would take minutes.
 private var linkBinary: String {
   let path = ProcessInfo.processInfo.environment["CONCORD_LINK_BINARY"] ?? ""
@@ -382,8 +383,9 @@ struct LinkEmulatorClusterTests {
     }
   }
 
-  /// Every byte crosses the sender's uplink at the rate, so N bytes at 100 Mbit/s take at least
-  /// N * 8 / 1e8 seconds. Without the emulator the transfer would take milliseconds.
+  /// Checks that N bytes at 100 Mbit/s take at least N * 8 / 1e8 seconds.
+  ///
+  /// Every byte crosses the sender's uplink at the rate. Without the emulator the transfer would take milliseconds.
   @Test(.enabled(if: isInstalled("python3"), "python3 is not installed; it runs the transfer"))
   func transferTakesBytesOverRate() throws {
     let options = ["--rate", "100mbit", "--emulator", "concord-link"]
