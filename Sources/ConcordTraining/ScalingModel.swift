@@ -124,11 +124,12 @@ public struct ComputeCost: Sendable, Equatable {
 
 /// Predicts the time of a data-parallel training step from its compute and its allreduce.
 ///
-/// A step of `p` ranks with `b` images each takes
-/// `s * compute(b) + allreduce(p, bytes)`, where `s = max(1, ranks on the machine / cores)`
-/// is the slowdown of ranks that share cores, and the allreduce is the ring of the link that
-/// joins the ranks, exposed in full (the blocking allreduce that Concord runs when ranks have
-/// no spare core).
+/// A step of `p` ranks with `b` images each takes `s * (compute(b) + allreduce(p, bytes))`.
+/// The allreduce is the ring of the link that joins the ranks, exposed in full (the blocking
+/// allreduce that Concord runs when ranks have no spare core). `s = max(1, ranks on the
+/// machine / cores)` is the slowdown of ranks that share cores: communication slows with them,
+/// because its copies and TCP processing run on the same cores and Open MPI's waiting ranks
+/// poll.
 public struct ScalingModel: Sendable, Equatable {
   /// The compute of one rank that has a core to itself.
   public var compute: ComputeCost
@@ -157,10 +158,10 @@ public struct ScalingModel: Sendable, Equatable {
     network: String, ranks: Int, ranksPerMachine: Int, localBatch: Double, bytes: Double
   ) -> Double? {
     let slowdown = max(1, Double(ranksPerMachine) / Double(cores))
-    let work = slowdown * compute.seconds(localBatch: localBatch)
-    guard ranks > 1 else { return work }
+    let work = compute.seconds(localBatch: localBatch)
+    guard ranks > 1 else { return slowdown * work }
     guard let link = links[network] else { return nil }
-    return work + link.ringAllreduce(ranks: ranks, bytes: bytes)
+    return slowdown * (work + link.ringAllreduce(ranks: ranks, bytes: bytes))
   }
 }
 

@@ -121,7 +121,8 @@ extension ScalingReport {
       lines.append(
         "**\(head.network), \(head.ranks) ranks on \(head.hosts) host(s)**"
           + (linkFitErrors[head.network].map {
-            " (alpha-beta fit: median error \(percent($0)))"
+            " (alpha-beta fit: median error \(percent($0)) from 256 KiB up, "
+              + "\(percent(linkSweepErrors[head.network] ?? .nan)) over all sizes)"
           } ?? ""))
       lines.append("")
       lines.append(
@@ -157,12 +158,21 @@ extension ScalingReport {
       "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     var rows = 0
+    var listedBases: [Int] = []
     for point in measurements.steps where point.label != "default" {
-      let base = measurements.steps.first {
+      let baseIndex = measurements.steps.firstIndex {
         $0.label == "default" && $0.network == point.network && $0.hosts == point.hosts
           && $0.ranks == point.ranks && $0.batchSize == point.batchSize
+          && $0.scaling == point.scaling
       }
-      for row in [base, point].compactMap({ $0 }) {
+      let base = baseIndex.map { measurements.steps[$0] }
+      // Each default row once, above the options measured against it.
+      var shown = [point]
+      if let baseIndex, let base, !listedBases.contains(baseIndex) {
+        listedBases.append(baseIndex)
+        shown.insert(base, at: 0)
+      }
+      for row in shown {
         lines.append(
           "| \(row.network) | \(row.hosts) | \(row.ranks) | \(row.label) | "
             + "\(number(row.medianMilliseconds, 1)) (\(number(row.stepMilliseconds.min()!, 1))-"
@@ -196,13 +206,17 @@ extension ScalingReport {
     }
     var lines = [
       "## Scaling model", "",
-      "A step of p ranks with b images each takes `s * (c0 + c1 * b) + T_ring(p, n)`: `s` is "
-        + "max(1, ranks on the machine / cores), the slowdown of ranks that share cores; "
+      "A step of p ranks with b images each takes `s * (c0 + c1 * b + T_ring(p, n))`: `s` is "
+        + "max(1, ranks on the machine / cores), the slowdown of ranks that share cores, which "
+        + "slows communication too (its copies and TCP processing share the cores, and waiting "
+        + "ranks poll); "
         + "`c0 + c1 * b` is one rank's compute (augmentation, forward and backward passes, "
         + "balancing, optimizer), fitted to the single-host runs whose ranks each have a core; "
         + "`T_ring(p, n) = 2(p-1) * alpha + 2(p-1)/p * n / B` is a ring allreduce of the "
         + "step's n bytes over a link of latency alpha and bandwidth B, fitted to that "
-        + "network's allreduce sweep (least squares on the relative error). The allreduce is "
+        + "network's allreduce sweep from 256 KiB up (least squares on the relative error; "
+        + "Open MPI's TCP transport sends messages up to 64 KiB eagerly and larger ones after "
+        + "a rendezvous, which costs two more trips, so one alpha cannot fit both). The allreduce is "
         + "counted in full: with one core per rank Concord runs it blocking.", "",
       "- Compute: c0 = \(number(model.compute.fixed * 1e3, 2)) ms per step, c1 = "
         + "\(number(model.compute.perSample * 1e6, 1)) µs per image.",
@@ -211,7 +225,8 @@ extension ScalingReport {
       lines.append(
         "- Link `\(name)`: alpha = \(number(link.latency * 1e6, 1)) µs, B = "
           + "\(number(link.bandwidth / 1e9, 3)) GB/s (\(number(link.bandwidth * 8 / 1e9, 2)) "
-          + "Gbit/s); median error on its sweep \(linkFitErrors[name].map(percent) ?? "-").")
+          + "Gbit/s); median error \(linkFitErrors[name].map(percent) ?? "-") on the sizes from "
+          + "256 KiB up, \(linkSweepErrors[name].map(percent) ?? "-") on all sizes.")
     }
     let error = checkError
     lines.append(
@@ -313,8 +328,9 @@ extension ScalingReport {
     lines.append(
       "2. Shared cores. Every emulated host runs on this machine's \(measurements.cores) "
         + "cores, and so does the link emulator when the kernel lacks netem. The model "
-        + "divides cores evenly among ranks; Open MPI's blocking calls poll, so ranks that "
-        + "share a core also steal its time while they wait"
+        + "slows the whole step by ranks over cores, as if the cores were shared evenly; "
+        + "Open MPI's waiting ranks poll and the emulator takes its own share, so sharing is "
+        + "not even"
         + (oversubscribed.isEmpty
           ? "."
           : ": on the \(oversubscribed.count) oversubscribed points the median model error is "

@@ -67,7 +67,8 @@ extension ScalingReport {
             uniqueKeysWithValues: model.links.map {
               ($0.key, ["alpha_s": $0.value.latency, "bandwidth_bytes_per_s": $0.value.bandwidth])
             }),
-          "link_fit_median_error": linkFitErrors,
+          "link_fit_median_error": linkFitErrors, "link_sweep_median_error": linkSweepErrors,
+          "link_fit_minimum_bytes": Self.fittedMinimumBytes,
           "step_error_median": checkError.median, "step_error_max": checkError.maximum,
         ] as [String: Any]
     }

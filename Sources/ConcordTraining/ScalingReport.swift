@@ -54,8 +54,18 @@ public struct ScalingReport: Sendable {
   public let model: ScalingModel?
   /// Every default-option step point with its prediction.
   public let checks: [Check]
-  /// The relative error of each link fit on its own sweep: the median of |error| by network.
+  /// The smallest message that the link fits use, in bytes.
+  ///
+  /// Open MPI's TCP transport sends messages up to 64 KiB eagerly and larger ones after a
+  /// rendezvous, which costs two more trips across the link, so one alpha and one beta cannot
+  /// describe both. The fits take the rendezvous sizes, where Concord's allreduce lives: its
+  /// step sends 9.6 MB, and a ring of 8 ranks moves 1.2 MB per message.
+  public static let fittedMinimumBytes = 262_144.0
+  /// The relative error of each link fit on the sizes it was fitted to: the median of |error|
+  /// by network.
   public let linkFitErrors: [String: Double]
+  /// The relative error of each link fit on its whole sweep, small messages included.
+  public let linkSweepErrors: [String: Double]
   /// The projections, by link profile and cluster size.
   public let projections: [Projection]
   /// The bytes that one step allreduces in the default configuration.
@@ -75,15 +85,27 @@ public struct ScalingReport: Sendable {
 
     var links: [String: LinkCost] = [:]
     var errors: [String: Double] = [:]
+    var sweepErrors: [String: Double] = [:]
     for network in Set(measurements.allreduces.map(\.network)) {
+      // A sweep's ranks share this machine's cores like a step's, so the link is fitted to
+      // their times over the same slowdown that the model applies to steps.
       let samples = measurements.allreduces.filter { $0.network == network && !$0.concord.isEmpty }
-        .map { AllreduceSample(ranks: $0.ranks, bytes: $0.bytes, seconds: $0.concord[0] / 1e6) }
-      guard let link = LinkCost.fit(samples) else { continue }
+        .map { point in
+          let slowdown = max(1, Double(point.ranks) / Double(cores))
+          return AllreduceSample(
+            ranks: point.ranks, bytes: point.bytes, seconds: point.concord[0] / 1e6 / slowdown)
+        }
+      let fitted = samples.filter { $0.bytes >= Self.fittedMinimumBytes }
+      guard let link = LinkCost.fit(fitted) else { continue }
       links[network] = link
-      errors[network] = median(
-        samples.map { abs(link.ringAllreduce(ranks: $0.ranks, bytes: $0.bytes) / $0.seconds - 1) })
+      func error(_ sample: AllreduceSample) -> Double {
+        abs(link.ringAllreduce(ranks: sample.ranks, bytes: sample.bytes) / sample.seconds - 1)
+      }
+      errors[network] = median(fitted.map(error))
+      sweepErrors[network] = median(samples.map(error))
     }
     linkFitErrors = errors
+    linkSweepErrors = sweepErrors
 
     guard let compute else {
       model = nil

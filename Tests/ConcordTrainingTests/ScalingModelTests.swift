@@ -84,11 +84,11 @@ struct ScalingModelTests {
     #expect(
       model.stepSeconds(network: "none", ranks: 1, ranksPerMachine: 1, localBatch: 100, bytes: 1e7)
         == 0.011)
-    // Eight ranks on two cores compute four times slower, then run the ring.
+    // Eight ranks on two cores compute and communicate four times slower.
     let eight = try #require(
       model.stepSeconds(network: "wan", ranks: 8, ranksPerMachine: 8, localBatch: 100, bytes: 1e7))
     let ring = 14 * 1e-3 + 14.0 / 8 * 1e7 / 1.25e8
-    #expect(abs(eight - (4 * 0.011 + ring)) < 1e-12)
+    #expect(abs(eight - 4 * (0.011 + ring)) < 1e-12)
     #expect(
       model.stepSeconds(network: "lan", ranks: 2, ranksPerMachine: 2, localBatch: 1, bytes: 1)
         == nil)
