@@ -15,8 +15,12 @@ enum ChromeTrace {
   /// Returns the room for the intervals of a run of `steps` steps with `taskCount` tasks:
   /// data, forward, one per task, encoder backward, allreduce, balancing and optimizer per
   /// step, and the checkpoints.
+  ///
+  /// The room covers at most a million steps; a longer traced run grows its buffer as it
+  /// goes, instead of reserving memory for all of it at the start.
   static func capacity(steps: Int, taskCount: Int, checkpointEvery: Int) -> Int {
-    steps * (6 + taskCount) + steps / max(checkpointEvery, 1) + 1
+    let reserved = min(steps, 1_000_000)
+    return reserved * (6 + taskCount) + reserved / max(checkpointEvery, 1) + 1
   }
 
   /// Returns the name of `phase` on the timeline, such as `task supervised`.

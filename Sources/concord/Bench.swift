@@ -40,18 +40,19 @@ let benchUsage = """
 
 /// Runs `concord bench` and returns the exit code.
 func bench(arguments: [String]) -> Int32 {
+  if arguments.first == "report" { return benchReport(arguments: Array(arguments.dropFirst())) }
   if arguments.contains("--help") || arguments.contains("-h") {
     print(benchUsage)
     return 0
   }
-  if arguments.first == "report" { return benchReport(arguments: Array(arguments.dropFirst())) }
   if arguments.first == "allreduce" {
     return benchAllreduce(arguments: Array(arguments.dropFirst()))
   }
   guard arguments.first == "step" else {
+    let given = arguments.first.map { "unknown benchmark \($0)" } ?? "missing benchmark name"
     printError(
-      "concord bench needs a benchmark name: concord bench step or concord bench allreduce "
-        + "(concord bench --help)", rank: nil)
+      "concord bench: \(given): pass step, allreduce or report (concord bench --help)",
+      rank: nil)
     return usageExitCode
   }
 

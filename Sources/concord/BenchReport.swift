@@ -54,20 +54,39 @@ func benchReport(arguments: [String]) -> Int32 {
     printError("\(error)", rank: nil)
     return usageExitCode
   }
+  guard !measurements.steps.isEmpty else {
+    printError(
+      "\(records) holds no step record: pass the records file of a launch/bench-scaling run",
+      rank: nil)
+    return usageExitCode
+  }
   let report = ScalingReport(measurements: measurements)
+  // Everything is rendered, and every folder checked, before the first file is replaced.
+  var outputs: [(path: String, bytes: [UInt8])] = []
   do {
-    if let path = paths["--json"] {
-      try AtomicFile.write(Array(try report.json()) + [0x0A], to: path)
-    }
-    if let path = paths["--svg"] {
-      try AtomicFile.write(Array(report.svg().utf8), to: path)
-    }
+    if let path = paths["--json"] { outputs.append((path, Array(try report.json()) + [0x0A])) }
+    if let path = paths["--svg"] { outputs.append((path, Array(report.svg().utf8))) }
     if let path = paths["--markdown"] {
       let page = report.markdown(
         resultsPath: paths["--results-link"] ?? paths["--json"] ?? records,
         plotPath: paths["--plot-link"] ?? paths["--svg"] ?? "scaling.svg", quick: quick)
-      try AtomicFile.write(Array(page.utf8), to: path)
+      outputs.append((path, Array(page.utf8)))
     }
+  } catch {
+    printError("\(error)", rank: nil)
+    return failureExitCode
+  }
+  for output in outputs {
+    let folder = (output.path as NSString).deletingLastPathComponent
+    guard access(folder.isEmpty ? "." : folder, W_OK) == 0 else {
+      printError(
+        "cannot write \(output.path): its folder is missing or not writable; pass another path",
+        rank: nil)
+      return usageExitCode
+    }
+  }
+  do {
+    for output in outputs { try AtomicFile.write(output.bytes, to: output.path) }
   } catch {
     printError("\(error)", rank: nil)
     return failureExitCode
@@ -83,7 +102,14 @@ private func summary(_ report: ScalingReport) -> String {
     return "concord bench report: no single-host step in the records, so no model was fitted"
   }
   func f(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
-  var lines = [
+  var lines: [String] = []
+  let swept = Set(report.measurements.allreduces.map(\.network))
+  for network in swept.sorted() where model.links[network] == nil {
+    lines.append(
+      "warning: no link fitted for \(network): its allreduce sweep needs at least two sizes of "
+        + "\(Int(ScalingReport.fittedMinimumBytes)) bytes or more")
+  }
+  lines += [
     "compute      c0 \(f(model.compute.fixed * 1e3, 2)) ms + c1 \(f(model.compute.perSample * 1e6, 1)) µs per image"
   ]
   for (name, link) in model.links.sorted(by: { $0.key < $1.key }) {

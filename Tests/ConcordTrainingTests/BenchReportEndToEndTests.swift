@@ -28,7 +28,7 @@ import Testing
     let sweep = try mpirun(
       ranks: 2,
       [
-        "bench", "allreduce", "--json", "--min-bytes", "4096", "--max-bytes", "65536",
+        "bench", "allreduce", "--json", "--min-bytes", "65536", "--max-bytes", "1048576",
         "--repeats", "5", "--warmup", "1",
       ], timeout: 120)
     #expect(sweep.status == 0, "\(sweep.standardError)")
