@@ -9,7 +9,8 @@ import Foundation
 /// The model is built from the shape stored in the checkpoint's metadata and takes the
 /// checkpoint's parameters, then ``Evaluation`` runs exactly as at the end of training: the
 /// supervised head's test accuracy and the kNN accuracy with the training set (limited by the
-/// run's `--train-limit`) as memory bank. Under `mpirun` the ranks split the test set.
+/// run's `--train-limit`) as memory bank, and on request a linear probe trained on the same
+/// training set. Under `mpirun` the ranks split the test set.
 public enum CheckpointEvaluation {
   /// What to evaluate and where to write the result.
   public struct Options: Sendable {
@@ -23,6 +24,12 @@ public enum CheckpointEvaluation {
     public var testLimit: Int?
     /// The kNN neighbour count; nil means the run's `--knn`.
     public var neighbours: Int?
+    /// The temperature of the kNN vote weights, or nil for the run's `--knn-temperature`.
+    public var knnTemperature: Float?
+    /// Whether to train a linear probe; false leaves it to the run's `--linear-probe`.
+    public var linearProbe = false
+    /// The probe's passes over the training features, or nil for the run's `--probe-epochs`.
+    public var probeEpochs: Int?
 
     /// Creates options that evaluate nothing until ``checkpointPath`` is set.
     public init() {}
@@ -68,18 +75,24 @@ public enum CheckpointEvaluation {
         directory: dataDirectory, trainLimit: configuration.trainLimit, testLimit: testLimit,
         model: model.configuration, path: path)
     }
-    let neighbours = options.neighbours ?? configuration.knnNeighbours
+    var settings = configuration
+    settings.knnNeighbours = options.neighbours ?? configuration.knnNeighbours
+    settings.knnTemperature = options.knnTemperature ?? configuration.knnTemperature
+    settings.linearProbe = options.linearProbe || configuration.linearProbe
+    settings.probeEpochs = options.probeEpochs ?? configuration.probeEpochs
     let evaluation = try Evaluation.run(
       model: model, trainSet: trainSet, testSet: testSet, communicator: communicator,
-      neighbours: neighbours)
+      settings: settings.evaluationSettings)
     let summary = RunSummary(
       testAccuracy: evaluation.testAccuracy, knnAccuracy: evaluation.knnAccuracy,
-      steps: contents.step, seconds: Date().timeIntervalSince(start))
+      knnK: evaluation.knnK, knnTemperature: settings.knnTemperature,
+      linearProbeAccuracy: evaluation.linearProbeAccuracy, steps: contents.step,
+      seconds: Date().timeIntervalSince(start))
 
     let directory = options.outputDirectory ?? Checkpoint.runDirectory(containing: path)
     try collectively(communicator) {
       guard communicator.isRoot else { return }
-      print(summary.consoleLine(neighbours: neighbours))
+      print(summary.consoleLine)
       try Trainer.makeDirectory(directory)
       do {
         try summary.write(toDirectory: directory)

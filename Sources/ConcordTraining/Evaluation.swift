@@ -4,31 +4,37 @@ import ConcordDistributed
 import ConcordModel
 import ConcordTensors
 
-/// The end-of-run evaluation: the supervised head's test accuracy and a kNN classifier on
-/// the encoder's representation.
+/// The end-of-run evaluation: the supervised head's test accuracy, a weighted kNN classifier
+/// on the encoder's representation (``WeightedKNN``) and, on request, a ``LinearProbe``.
 ///
-/// The kNN classifier takes the training set's features, L2-normalised, as its memory
-/// bank. Each test image takes the `k` nearest by cosine similarity, and each neighbour
-/// votes for its label with weight `exp(similarity / 0.07)`, as in Wu et al., "Unsupervised
-/// Feature Learning via Non-Parametric Instance Discrimination" (CVPR 2018).
-///
-/// Every rank computes the memory bank and then classifies its own share of the test set;
-/// one allreduce adds up the counts.
+/// Every rank computes the features of the whole training set, the kNN memory bank and the
+/// probe's training data, and then classifies its own share of the test set. One allreduce adds
+/// up the counts. Every rank trains the same probe from the same features, which needs no
+/// communication.
 enum Evaluation {
-  /// The weight temperature of the kNN votes.
-  static let voteTemperature: Float = 0.07
+  /// The evaluations beyond the supervised head, and their parameters.
+  struct Settings {
+    /// The kNN neighbour count, which shrinks to the training set size.
+    var neighbours = TrainingConfiguration.defaultKNNNeighbours
+    /// The temperature of the kNN vote weights.
+    var temperature: Float = 0.1
+    /// The linear probe to train, or nil for none.
+    var linearProbe: LinearProbe? = nil
+  }
 
   struct Result {
     var testAccuracy: Double?
     var knnAccuracy: Double
+    /// The neighbour count used, after shrinking to the training set size.
+    var knnK: Int
+    var linearProbeAccuracy: Double?
   }
 
   static func run(
     model: MultiTaskModel, trainSet: Dataset, testSet: Dataset, communicator: Communicator,
-    neighbours: Int
+    settings: Settings
   ) throws -> Result {
     let bank = features(model: model, dataset: trainSet, range: 0..<trainSet.count)
-    normaliseRows(bank)
 
     // This rank's share of the test set.
     let share = (testSet.count + communicator.size - 1) / communicator.size
@@ -36,23 +42,39 @@ enum Evaluation {
     let upper = min(lower + share, testSet.count)
     let query = features(model: model, dataset: testSet, range: lower..<upper)
 
-    var counts = [0.0, 0.0, Double(upper - lower)]
+    var counts = [0.0, 0.0, 0.0, Double(upper - lower)]
     if let head = model.heads.first(where: { $0.task == .supervised }) as? SupervisedHead {
       counts[0] = Double(
         correctPredictions(
           classifier: head.layer, features: query, labels: testSet.labels, offset: lower))
     }
+    if let probe = settings.linearProbe {
+      let (mean, deviation) = LinearProbe.columnStatistics(bank)
+      let layer = probe.train(
+        features: LinearProbe.standardised(bank, mean: mean, deviation: deviation),
+        labels: trainSet.labels, classCount: trainSet.classCount)
+      counts[2] = Double(
+        correctPredictions(
+          classifier: layer,
+          features: LinearProbe.standardised(query, mean: mean, deviation: deviation),
+          labels: testSet.labels, offset: lower))
+    }
+
+    normaliseRows(bank)
     normaliseRows(query)
+    let knn = WeightedKNN(
+      bank: bank, bankLabels: trainSet.labels, classCount: trainSet.classCount,
+      k: settings.neighbours, temperature: settings.temperature)
+    let predictions = knn.predict(query)
     counts[1] = Double(
-      knnCorrect(
-        query: query, queryLabels: testSet.labels, offset: lower, bank: bank,
-        bankLabels: trainSet.labels, classCount: trainSet.classCount, k: neighbours))
+      predictions.indices.filter { predictions[$0] == testSet.labels[lower + $0] }.count)
 
     try communicator.allreduceSum(&counts)
-    let total = max(counts[2], 1)
+    let total = max(counts[3], 1)
     let hasSupervised = model.configuration.tasks.contains(.supervised)
     return Result(
-      testAccuracy: hasSupervised ? counts[0] / total : nil, knnAccuracy: counts[1] / total)
+      testAccuracy: hasSupervised ? counts[0] / total : nil, knnAccuracy: counts[1] / total,
+      knnK: knn.k, linearProbeAccuracy: settings.linearProbe == nil ? nil : counts[2] / total)
   }
 
   /// Computes the encoder's features of `range` of `dataset`, `[range.count, featureSize]`,
@@ -97,53 +119,14 @@ enum Evaluation {
     }
     return correct
   }
+}
 
-  /// Counts the `query` rows whose weighted kNN vote over `bank` gives their label.
-  ///
-  /// Both matrices hold L2-normalised rows.
-  static func knnCorrect(
-    query: Matrix, queryLabels: [Int32], offset: Int, bank: Matrix, bankLabels: [Int32],
-    classCount: Int, k: Int
-  ) -> Int {
-    let chunk = 256
-    let k = min(k, bank.rows)
-    let similarities = Matrix(rows: chunk, columns: bank.rows)
-    var topSimilarity = [Float](repeating: 0, count: k)
-    var topIndex = [Int](repeating: 0, count: k)
-    var votes = [Float](repeating: 0, count: classCount)
-    var correct = 0
-    var start = 0
-    while start < query.rows {
-      let end = min(start + chunk, query.rows)
-      let s = similarities.rows(0..<(end - start))
-      BLAS.gemm(query.rows(start..<end), bank, transposeB: true, into: s)
-      for r in 0..<s.rows {
-        // Keep the k largest in a list sorted in descending order.
-        let row = s.row(r)
-        var filled = 0
-        for j in 0..<row.count {
-          let value = row[j]
-          if filled == k && value <= topSimilarity[k - 1] { continue }
-          var position = filled < k ? filled : k - 1
-          while position > 0 && topSimilarity[position - 1] < value {
-            topSimilarity[position] = topSimilarity[position - 1]
-            topIndex[position] = topIndex[position - 1]
-            position -= 1
-          }
-          topSimilarity[position] = value
-          topIndex[position] = j
-          if filled < k { filled += 1 }
-        }
-        for c in 0..<classCount { votes[c] = 0 }
-        for n in 0..<filled {
-          votes[Int(bankLabels[topIndex[n]])] += expf(topSimilarity[n] / voteTemperature)
-        }
-        var best = 0
-        for c in 1..<classCount where votes[c] > votes[best] { best = c }
-        if Int32(best) == queryLabels[offset + start + r] { correct += 1 }
-      }
-      start = end
-    }
-    return correct
+extension TrainingConfiguration {
+  /// The evaluation that these settings request: `--knn`, `--knn-temperature`,
+  /// `--linear-probe` with `--probe-epochs`, and the probe seeded by `--seed`.
+  var evaluationSettings: Evaluation.Settings {
+    Evaluation.Settings(
+      neighbours: knnNeighbours, temperature: knnTemperature,
+      linearProbe: linearProbe ? LinearProbe(epochs: probeEpochs, seed: seed) : nil)
   }
 }

@@ -94,7 +94,9 @@ extension Trainer {
           + "but simclr's NT-Xent needs at least 2 images per rank to have a negative pair: "
           + "pass --batch-size \(2 * ranks) or more")
     }
-    if c.knnNeighbours > trainCount {
+    // The default shrinks to a smaller training set, so only another value is rejected.
+    let isDefaultNeighbours = c.knnNeighbours == TrainingConfiguration.defaultKNNNeighbours
+    if c.knnNeighbours > trainCount && !isDefaultNeighbours {
       throw UsageError(
         "--knn \(c.knnNeighbours) exceeds the \(trainCount) training images that the kNN "
           + "evaluation searches: pass --knn \(trainCount) or less")

@@ -2,8 +2,9 @@ import ConcordTensors
 import Foundation
 
 extension RunSummary {
-  /// The line of `eval.json`: `{"test_accuracy", "knn_accuracy", "steps", "seconds"}`, with
-  /// `null` accuracy without the supervised task.
+  /// The line of `eval.json`: `{"test_accuracy", "knn_accuracy", "knn_k", "knn_temperature",
+  /// "linear_probe_accuracy", "steps", "seconds"}`, with `null` test accuracy without the
+  /// supervised task and `null` probe accuracy when no probe was trained.
   var jsonText: String {
     var line = JSONLine()
     if let accuracy = testAccuracy {
@@ -12,17 +13,27 @@ extension RunSummary {
       line.add("test_accuracy", raw: "null")
     }
     line.add("knn_accuracy", knnAccuracy)
+    line.add("knn_k", knnK)
+    line.add("knn_temperature", raw: "\(knnTemperature)")
+    if let accuracy = linearProbeAccuracy {
+      line.add("linear_probe_accuracy", accuracy)
+    } else {
+      line.add("linear_probe_accuracy", raw: "null")
+    }
     line.add("steps", steps)
     line.add("seconds", seconds)
     return line.text
   }
 
-  /// Returns the line printed on the console, naming the kNN neighbour count `neighbours`.
-  func consoleLine(neighbours: Int) -> String {
+  /// The line printed on the console.
+  var consoleLine: String {
     let accuracyText = testAccuracy.map { String(format: "%.4f", $0) } ?? "n/a"
+    let probeText =
+      linearProbeAccuracy.map { ", linear probe accuracy \(String(format: "%.4f", $0))" } ?? ""
     return
       "concord: test accuracy \(accuracyText), kNN accuracy \(String(format: "%.4f", knnAccuracy)) "
-      + "(k = \(neighbours)), \(steps) steps, \(String(format: "%.1f", seconds)) s"
+      + "(k = \(knnK), T = \(knnTemperature))\(probeText), \(steps) steps, "
+      + "\(String(format: "%.1f", seconds)) s"
   }
 
   /// Writes `eval.json` into `directory`, atomically.

@@ -11,6 +11,12 @@ public struct RunSummary: Sendable {
   public var testAccuracy: Double?
   /// kNN accuracy of the representation on the test set, with the training set as memory.
   public var knnAccuracy: Double
+  /// The kNN neighbour count, after shrinking to the training set size.
+  public var knnK = 0
+  /// The temperature of the kNN vote weights.
+  public var knnTemperature: Float = 0
+  /// Test accuracy of the linear probe, or nil when none was trained.
+  public var linearProbeAccuracy: Double? = nil
   /// The step the run ended at.
   public var steps: Int
   /// Wall time of training and evaluation, in seconds.
@@ -381,9 +387,11 @@ public final class Trainer {
     try verifyRanksAgree()
     let evaluation = try Evaluation.run(
       model: model, trainSet: trainSet, testSet: testSet, communicator: communicator,
-      neighbours: c.knnNeighbours)
+      settings: c.evaluationSettings)
     let summary = RunSummary(
-      testAccuracy: evaluation.testAccuracy, knnAccuracy: evaluation.knnAccuracy, steps: step,
+      testAccuracy: evaluation.testAccuracy, knnAccuracy: evaluation.knnAccuracy,
+      knnK: evaluation.knnK, knnTemperature: c.knnTemperature,
+      linearProbeAccuracy: evaluation.linearProbeAccuracy, steps: step,
       seconds: Date().timeIntervalSince(start))
     try writeSummary(summary)
     return summary
@@ -605,8 +613,9 @@ public final class Trainer {
       [
         ("eval/test_accuracy", summary.testAccuracy ?? .nan),
         ("eval/knn_accuracy", summary.knnAccuracy),
+        ("eval/linear_probe_accuracy", summary.linearProbeAccuracy ?? .nan),
       ])
-    log.print(summary.consoleLine(neighbours: configuration.knnNeighbours))
+    log.print(summary.consoleLine)
     guard communicator.isRoot else { return }
     try summary.write(toDirectory: runDirectory)
   }

@@ -65,7 +65,19 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// The number of checkpoints to keep; older ones are removed after a new one is in place.
   public var keep = 3
   /// The number of neighbours of the kNN evaluation.
-  public var knnNeighbours = 20
+  ///
+  /// The default, ``defaultKNNNeighbours``, shrinks to the training set size, but any other
+  /// value above that size is rejected.
+  public var knnNeighbours = TrainingConfiguration.defaultKNNNeighbours
+  /// The temperature `T` of the kNN vote weights `exp(similarity / T)`.
+  public var knnTemperature: Float = 0.1
+  /// Whether to train a linear probe on the frozen features at the end of the run.
+  public var linearProbe = false
+  /// The passes of the linear probe over the training set's features.
+  public var probeEpochs = 10
+
+  /// The default kNN neighbour count, 200.
+  public static let defaultKNNNeighbours = 200
   /// The Chrome trace file of every rank's step phases, written by rank 0 at the end of training;
   /// nil writes none.
   ///
@@ -144,6 +156,15 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     knnNeighbours =
       try container.decodeIfPresent(type(of: knnNeighbours).self, forKey: .knnNeighbours)
       ?? knnNeighbours
+    knnTemperature =
+      try container.decodeIfPresent(type(of: knnTemperature).self, forKey: .knnTemperature)
+      ?? knnTemperature
+    linearProbe =
+      try container.decodeIfPresent(type(of: linearProbe).self, forKey: .linearProbe)
+      ?? linearProbe
+    probeEpochs =
+      try container.decodeIfPresent(type(of: probeEpochs).self, forKey: .probeEpochs)
+      ?? probeEpochs
     tracePath =
       try container.decodeIfPresent(type(of: tracePath).self, forKey: .tracePath) ?? tracePath
     lossBound =

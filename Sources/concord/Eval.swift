@@ -6,17 +6,24 @@ import Foundation
 /// The usage text of `concord eval`.
 let evalUsage = """
   usage: concord eval --checkpoint FILE [--data DIR] [--out DIR] [--test-limit N] [--knn K]
+                     [--knn-temperature T] [--linear-probe] [--probe-epochs N]
 
-  Evaluates a checkpoint as training does at its end: the supervised head's test accuracy
-  and the kNN accuracy of the representation. The model shape, the training images used as
-  kNN memory and the defaults of the flags below come from the checkpoint. Under mpirun the
-  ranks split the test set. Writes DIR/eval.json.
+  Evaluates a checkpoint as training does at its end: the supervised head's test accuracy,
+  the kNN accuracy of the representation and, with --linear-probe, the test accuracy of a
+  linear classifier trained on the frozen features. The model shape, the training images
+  used as kNN memory and probe data, and the defaults of the flags below come from the
+  checkpoint. Under mpirun the ranks split the test set. Writes DIR/eval.json.
 
     --checkpoint FILE   the checkpoint (a step-NNNNNNN.safetensors file)
     --data DIR          folder of MNIST-format IDX files (default: the run's --data)
     --out DIR           folder of eval.json (default: the run folder of the checkpoint)
     --test-limit N      evaluate on only the first N test images (default: the run's)
     --knn K             neighbours of the kNN evaluation (default: the run's)
+    --knn-temperature T temperature of the kNN vote weights exp(similarity / T)
+                        (default: the run's)
+    --linear-probe      also train and test a linear probe on the frozen features
+    --probe-epochs N    passes of the linear probe over the training features
+                        (default: the run's)
   """
 
 /// Parses the arguments of `concord eval` (without the subcommand).
@@ -25,7 +32,15 @@ func parseEvalArguments(_ arguments: [String]) throws -> CheckpointEvaluation.Op
   var index = 0
   while index < arguments.count {
     let flag = arguments[index]
-    let names = ["--checkpoint", "--data", "--out", "--test-limit", "--knn"]
+    if flag == "--linear-probe" {
+      options.linearProbe = true
+      index += 1
+      continue
+    }
+    let names = [
+      "--checkpoint", "--data", "--out", "--test-limit", "--knn", "--knn-temperature",
+      "--probe-epochs",
+    ]
     guard names.contains(flag) else {
       throw UsageError("unknown flag \(flag): concord eval --help lists the flags")
     }
@@ -37,11 +52,20 @@ func parseEvalArguments(_ arguments: [String]) throws -> CheckpointEvaluation.Op
     case "--checkpoint": options.checkpointPath = value
     case "--data": options.dataDirectory = value
     case "--out": options.outputDirectory = value
+    case "--knn-temperature":
+      guard let temperature = Float(value), temperature.isFinite, temperature > 0 else {
+        throw UsageError("invalid --knn-temperature \(value): pass a number greater than 0")
+      }
+      options.knnTemperature = temperature
     default:
       guard let number = Int(value), number > 0 else {
         throw UsageError("invalid \(flag) \(value): pass a whole number greater than 0")
       }
-      if flag == "--knn" { options.neighbours = number } else { options.testLimit = number }
+      switch flag {
+      case "--knn": options.neighbours = number
+      case "--probe-epochs": options.probeEpochs = number
+      default: options.testLimit = number
+      }
     }
     index += 2
   }

@@ -158,8 +158,26 @@ let trainOptions: [TrainOption] = [
     name: "--test-limit", value: "N", help: "evaluate on only the first N test images (default all)"
   ) { $0.testLimit = try positive($1, "--test-limit") },
   TrainOption(
-    name: "--knn", value: "K", help: "neighbours of the kNN evaluation (default 20)"
+    name: "--knn", value: "K",
+    help: "neighbours of the kNN evaluation (default 200, or the training images if fewer)"
   ) { $0.knnNeighbours = try positive($1, "--knn") },
+  TrainOption(
+    name: "--knn-temperature", value: "T",
+    help: "temperature of the kNN vote weights exp(similarity / T) (default 0.1)"
+  ) { $0.knnTemperature = Float(try positiveReal($1, "--knn-temperature")) },
+  TrainOption(
+    name: "--linear-probe", value: "",
+    help: "after training, also train and test a linear probe on the frozen features"
+  ) { configuration, value in
+    guard value.isEmpty else {
+      throw UsageError("--linear-probe takes no value, got \(value): pass --linear-probe alone")
+    }
+    configuration.linearProbe = true
+  },
+  TrainOption(
+    name: "--probe-epochs", value: "N",
+    help: "passes of the linear probe over the training features (default 10)"
+  ) { $0.probeEpochs = try positive($1, "--probe-epochs") },
   TrainOption(
     name: "--trace", value: "FILE",
     help: "write every rank's step phases to FILE as a Chrome trace for Perfetto"
@@ -199,6 +217,10 @@ func parseTrainArguments(_ arguments: [String]) throws -> TrainingConfiguration 
     }
     guard let option = trainOptions.first(where: { $0.name == flag }) else {
       throw UsageError(unknownFlagMessage(flag))
+    }
+    // A switch such as --linear-probe takes no value.
+    if value == nil && option.value.isEmpty {
+      value = ""
     }
     if value == nil {
       index += 1
