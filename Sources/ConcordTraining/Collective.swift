@@ -8,6 +8,9 @@ public struct CollectiveFailure: Error, CustomStringConvertible {
   public let underlying: Error?
   /// Whether this rank should print the failure.
   public let shouldPrint: Bool
+  /// Whether a failing rank's error was a ``UsageError``, the same on every rank, so that
+  /// every rank picks the same exit code.
+  public var isUsageError = false
 
   public var description: String {
     underlying.map(systemErrorDescription) ?? "another rank failed"
@@ -28,18 +31,32 @@ public func collectively<T>(_ communicator: Communicator, _ body: () throws -> T
   } catch {
     result = .failure(error)
   }
-  var failed: Int
-  if case .failure = result { failed = 1 } else { failed = 0 }
-  // Bit 0: some rank failed. Bit 1: rank 0 failed.
+  var failed = 0
+  var usage = 0
+  if case .failure(let error) = result {
+    failed = 1
+    let isUsage = (error as? CollectiveFailure)?.isUsageError ?? (error is UsageError)
+    usage = isUsage ? 1 : 0
+  }
+  // Bit 0: some rank failed. Bit 1: rank 0 failed. Bit 2: some rank's error is a usage error.
+  // The maximum of the ranks' flags keeps the highest bit set by any rank, so bit 2 is
+  // agreed on separately.
   let flags = try communicator.allreduceMax(failed | (communicator.isRoot ? failed << 1 : 0))
   guard flags != 0 else { return try result.get() }
+  let isUsageError = try communicator.allreduceMax(usage) == 1
   switch result {
-  case .failure(let error as CollectiveFailure):
+  case .failure(var error as CollectiveFailure):
     // Already agreed on in a nested call: keep who prints.
+    error.isUsageError = isUsageError
     throw error
   case .failure(let error):
-    throw CollectiveFailure(underlying: error, shouldPrint: communicator.isRoot || flags & 2 == 0)
+    var failure = CollectiveFailure(
+      underlying: error, shouldPrint: communicator.isRoot || flags & 2 == 0)
+    failure.isUsageError = isUsageError
+    throw failure
   case .success:
-    throw CollectiveFailure(underlying: nil, shouldPrint: false)
+    var failure = CollectiveFailure(underlying: nil, shouldPrint: false)
+    failure.isUsageError = isUsageError
+    throw failure
   }
 }

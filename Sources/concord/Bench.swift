@@ -138,7 +138,7 @@ func endBenchmark(_ communicator: MPICommunicator, after error: Error) -> Int32 
   }
   if failure.shouldPrint { printError("\(failure)", rank: communicator.rank) }
   try? communicator.barrier()
-  return failure.underlying is UsageError ? usageExitCode : failureExitCode
+  return failure.isUsageError ? usageExitCode : failureExitCode
 }
 
 private func benchText(

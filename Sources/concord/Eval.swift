@@ -97,7 +97,7 @@ func evaluate(arguments: [String]) -> Int32 {
     shouldPrint = failure.shouldPrint
     let underlying = failure.underlying
     let isFileFault =
-      underlying is UsageError || underlying is CheckpointError || underlying is SafeTensorsError
+      failure.isUsageError || underlying is CheckpointError || underlying is SafeTensorsError
     code = isFileFault ? usageExitCode : failureExitCode
   } catch let error as UsageError {
     message = "\(error)"

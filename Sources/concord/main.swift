@@ -106,7 +106,7 @@ func train(arguments: [String]) -> Int32 {
     try collectively(communicator) { try trainer.resumeIfRequested() }
     _ = try trainer.run()
   } catch let failure as CollectiveFailure {
-    let code = failure.underlying is UsageError ? usageExitCode : failureExitCode
+    let code = failure.isUsageError ? usageExitCode : failureExitCode
     return endTogether("\(failure)", shouldPrint: failure.shouldPrint, code: code)
   } catch let error as TrainingError where error.isCollective {
     return endTogether("\(error)", shouldPrint: communicator.isRoot, code: failureExitCode)

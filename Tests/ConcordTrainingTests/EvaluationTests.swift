@@ -16,8 +16,9 @@ private func dot(_ a: Matrix, _ i: Int, _ b: Matrix, _ j: Int) -> Float {
 }
 
 struct WeightedKNNTests {
-  /// Two clusters on the unit circle: class 0 at 0° and 10°, class 1 at 30°, 80° and 90°. A
-  /// query at 18° has the 3 nearest neighbours 10° (class 0), 30° (class 1) and 0° (class 0).
+  /// Checks the votes of two clusters on the unit circle.
+  ///
+  /// Class 0 lies at 0° and 10°, class 1 at 30°, 80° and 90°. A query at 18° has the 3 nearest neighbours 10° (class 0), 30° (class 1) and 0° (class 0).
   @Test func votesSplitTwoToOne() {
     let bank = unitVectors(degrees: [0, 10, 30, 80, 90])
     let query = unitVectors(degrees: [18])
