@@ -9,19 +9,36 @@ extension Checkpoint {
   ///
   /// - Throws: ``TrainingError`` naming the step, the first non-finite tensor and the path.
   static func checkFinite(_ file: SafeTensors, step: Int, path: String) throws {
+    if let name = try firstNonFiniteTensor(file) {
+      throw TrainingError(
+        "step \(step): tensor \(name) holds NaN or infinity, so the checkpoint "
+          + "\(path) was not written and the earlier ones stay: lower --lr, then resume from "
+          + "the newest checkpoint", isCollective: true)
+    }
+  }
+
+  /// Rejects a checkpoint read from disk whose `F32` or `F64` tensors hold NaN or infinity.
+  ///
+  /// Concord never writes one, so such a file was damaged or made elsewhere.
+  ///
+  /// - Throws: ``CheckpointError`` naming the path and the first non-finite tensor.
+  static func checkLoadedFinite(_ file: SafeTensors, path: String) throws {
+    if let name = try firstNonFiniteTensor(file) {
+      throw CheckpointError(
+        "\(path): tensor \(name) holds NaN or infinity; the checkpoint is damaged, resume "
+          + "from another one")
+    }
+  }
+
+  /// Returns the name of the first `F32` or `F64` tensor of `file` that holds NaN or infinity.
+  private static func firstNonFiniteTensor(_ file: SafeTensors) throws -> String? {
     for tensor in file.tensors {
-      let isFinite: Bool
       switch tensor.dtype {
-      case .f32: isFinite = try file.floats(tensor.name).allSatisfy(\.isFinite)
-      case .f64: isFinite = try file.doubles(tensor.name).allSatisfy(\.isFinite)
+      case .f32: if !(try file.floats(tensor.name).allSatisfy(\.isFinite)) { return tensor.name }
+      case .f64: if !(try file.doubles(tensor.name).allSatisfy(\.isFinite)) { return tensor.name }
       default: continue
       }
-      guard isFinite else {
-        throw TrainingError(
-          "step \(step): tensor \(tensor.name) holds NaN or infinity, so the checkpoint "
-            + "\(path) was not written and the earlier ones stay: lower --lr, then resume from "
-            + "the newest checkpoint", isCollective: true)
-      }
     }
+    return nil
   }
 }

@@ -102,6 +102,7 @@ enum Checkpoint {
   static func restore(_ trainer: Trainer, from bytes: [UInt8], path: String) throws {
     let file = try parse(bytes, path: path)
     try CheckpointContents.checkVersionAndChecksum(file, path: path)
+    try checkLoadedFinite(file, path: path)
     try checkCompatible(file, trainer.configuration, path: path)
     try checkShapes(file, model: trainer.model, path: path)
     let kind = trainer.balancer.kind

@@ -52,6 +52,7 @@ public enum CheckpointInspection {
         "\(path): unknown balancer \(configuration.balancer) in __metadata__; the checkpoint "
           + "is damaged")
     }
+    try Checkpoint.checkLoadedFinite(file, path: path)
     let model = MultiTaskModel(configuration: shape, capacity: capacity, seed: configuration.seed)
     let contents = try CheckpointContents(
       validating: file, model: model, balancer: kind, path: path)

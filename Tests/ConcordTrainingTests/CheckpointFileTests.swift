@@ -2,6 +2,8 @@ import ConcordTensors
 import Foundation
 import Testing
 
+@testable import ConcordTraining
+
 /// A damaged copy of a checkpoint: the name of the damage, how to make it from the good
 /// bytes, and a word the error message must contain.
 struct Damage: Sendable, CustomStringConvertible {
@@ -70,6 +72,20 @@ private let damages: [Damage] = [
     var copy = bytes
     copy[8] = UInt8(ascii: "[")
     return copy
+  },
+  Damage(name: "NaN in a parameter under a matching CRC-32", word: "NaN") { bytes in
+    var (header, data) = try splitFile(bytes)
+    let entry = try #require(header["encoder.0.weight"] as? [String: Any])
+    let start = try #require((entry["data_offsets"] as? [Int])?.first)
+    withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) {
+      data.replaceSubrange(start..<(start + 4), with: $0)
+    }
+    // Recompute the CRC-32, so that only the finiteness check can catch the NaN.
+    let file = try SafeTensors(bytes: try joinFile(header, data))
+    var metadata = try #require(header["__metadata__"] as? [String: String])
+    metadata["data_crc32"] = CheckpointContents.crc32Text(CheckpointContents.dataCRC32(of: file))
+    header["__metadata__"] = metadata
+    return try joinFile(header, data)
   },
   Damage(name: "flipped bit in tensor data", word: "CRC-32") { bytes in
     var copy = bytes
