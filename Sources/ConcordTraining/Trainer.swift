@@ -247,12 +247,16 @@ public final class Trainer {
       }
       // A new run must not mix its checkpoints and metrics with those of an earlier one, and
       // --keep would delete the earlier checkpoints.
-      if FileManager.default.fileExists(atPath: directory + "/metrics.jsonl")
-        || Checkpoint.newest(in: directory + "/checkpoints") != nil
-      {
+      if Checkpoint.newest(in: directory + "/checkpoints") != nil {
         throw UsageError(
           "--out \(directory) already contains a run: pass --resume latest to continue it, or "
             + "another --out")
+      }
+      if FileManager.default.fileExists(atPath: directory + "/metrics.jsonl") {
+        // A run that ended before its first checkpoint cannot be resumed.
+        throw UsageError(
+          "--out \(directory) already contains a run that wrote no checkpoint: remove "
+            + "\(directory) to start again there, or pass another --out")
       }
       if let trace = c.tracePath {
         let folder = (trace as NSString).deletingLastPathComponent

@@ -60,6 +60,28 @@ struct RunGuardTests {
     #expect(try contents(of: out) == before)
   }
 
+  /// A run stopped at step 0 leaves metrics but no checkpoint, so the message cannot send
+  /// the user to --resume latest, which would find nothing.
+  @Test func folderWithoutCheckpointNamesRemoval() throws {
+    let data = try makeDataset(testSide: 28)
+    let out = try makeTemporaryDirectory()
+    let flags = [
+      "train", "--data", data, "--out", out, "--steps", "2", "--batch-size", "16", "--hidden",
+      "16,8",
+    ]
+    let stopped = try mpirun(ranks: 2, flags + ["--loss-bound", "1e-30"], timeout: 120)
+    #expect(stopped.status == 1, "\(stopped.standardError)")
+    let before = try contents(of: out)
+
+    let second = try mpirun(ranks: 2, flags, timeout: 60)
+    #expect(second.status == 2)
+    let lines = second.standardError.split(separator: "\n").filter { $0.hasPrefix("concord") }
+    #expect(lines.count == 1, "\(second.standardError)")
+    #expect(second.standardError.contains("wrote no checkpoint"), "\(second.standardError)")
+    #expect(!second.standardError.contains("--resume latest"), "\(second.standardError)")
+    #expect(try contents(of: out) == before)
+  }
+
   /// A run that logged past its newest checkpoint logs those steps again when resumed; the
   /// metrics file keeps each step once.
   @Test func resumeDropsMetricsPastCheckpoint() throws {
