@@ -13,6 +13,12 @@
 /// `.<file name>.tmp-<process id>`, and ``removeStrayTemporaryFiles(in:)`` deletes those that a
 /// killed process left behind.
 public enum AtomicFile {
+  /// Returns whether the folder of `path` (the working folder for a bare name) exists and
+  /// this process may create files in it, as a write to `path` needs.
+  public static func canWrite(inFolderOf path: String) -> Bool {
+    access(split(path).directory, W_OK) == 0
+  }
+
   /// Returns the temporary path that a write to `path` by this process uses.
   public static func temporaryPath(for path: String) -> String {
     let (directory, fileName) = split(path)

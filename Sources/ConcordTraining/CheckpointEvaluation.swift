@@ -84,9 +84,7 @@ public enum CheckpointEvaluation {
       model: model, trainSet: trainSet, testSet: testSet, communicator: communicator,
       settings: settings.evaluationSettings)
     let summary = RunSummary(
-      testAccuracy: evaluation.testAccuracy, knnAccuracy: evaluation.knnAccuracy,
-      knnK: evaluation.knnK, knnTemperature: settings.knnTemperature,
-      linearProbeAccuracy: evaluation.linearProbeAccuracy, steps: contents.step,
+      evaluation: evaluation, knnTemperature: settings.knnTemperature, steps: contents.step,
       seconds: Date().timeIntervalSince(start))
 
     let directory = options.outputDirectory ?? Checkpoint.runDirectory(containing: path)

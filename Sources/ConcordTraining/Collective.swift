@@ -10,7 +10,7 @@ public struct CollectiveFailure: Error, CustomStringConvertible {
   public let shouldPrint: Bool
   /// Whether a failing rank's error was a ``UsageError``, the same on every rank, so that
   /// every rank picks the same exit code.
-  public var isUsageError = false
+  public let isUsageError: Bool
 
   public var description: String {
     underlying.map(systemErrorDescription) ?? "another rank failed"
@@ -45,18 +45,15 @@ public func collectively<T>(_ communicator: Communicator, _ body: () throws -> T
   guard flags != 0 else { return try result.get() }
   let isUsageError = try communicator.allreduceMax(usage) == 1
   switch result {
-  case .failure(var error as CollectiveFailure):
+  case .failure(let error as CollectiveFailure):
     // Already agreed on in a nested call: keep who prints.
-    error.isUsageError = isUsageError
-    throw error
+    throw CollectiveFailure(
+      underlying: error.underlying, shouldPrint: error.shouldPrint, isUsageError: isUsageError)
   case .failure(let error):
-    var failure = CollectiveFailure(
-      underlying: error, shouldPrint: communicator.isRoot || flags & 2 == 0)
-    failure.isUsageError = isUsageError
-    throw failure
+    throw CollectiveFailure(
+      underlying: error, shouldPrint: communicator.isRoot || flags & 2 == 0,
+      isUsageError: isUsageError)
   case .success:
-    var failure = CollectiveFailure(underlying: nil, shouldPrint: false)
-    failure.isUsageError = isUsageError
-    throw failure
+    throw CollectiveFailure(underlying: nil, shouldPrint: false, isUsageError: isUsageError)
   }
 }

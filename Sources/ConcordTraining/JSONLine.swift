@@ -35,6 +35,11 @@ struct JSONLine {
     }
   }
 
+  /// Adds `value`, or `null` when it is nil.
+  mutating func add(_ key: String, _ value: Double?) {
+    if let value { add(key, value) } else { add(key, raw: "null") }
+  }
+
   mutating func add(_ key: String, raw: String) {
     parts.append("\(Self.quote(key)): \(raw)")
   }

@@ -2,24 +2,25 @@ import ConcordTensors
 import Foundation
 
 extension RunSummary {
+  /// Creates the summary of `evaluation`, run with the kNN temperature `knnTemperature`, at
+  /// step `steps` after `seconds` of training and evaluation.
+  init(evaluation: Evaluation.Result, knnTemperature: Float, steps: Int, seconds: Double) {
+    self.init(
+      testAccuracy: evaluation.testAccuracy, knnAccuracy: evaluation.knnAccuracy,
+      knnK: evaluation.knnK, knnTemperature: knnTemperature,
+      linearProbeAccuracy: evaluation.linearProbeAccuracy, steps: steps, seconds: seconds)
+  }
+
   /// The line of `eval.json`: `{"test_accuracy", "knn_accuracy", "knn_k", "knn_temperature",
   /// "linear_probe_accuracy", "steps", "seconds"}`, with `null` test accuracy without the
   /// supervised task and `null` probe accuracy when no probe was trained.
   var jsonText: String {
     var line = JSONLine()
-    if let accuracy = testAccuracy {
-      line.add("test_accuracy", accuracy)
-    } else {
-      line.add("test_accuracy", raw: "null")
-    }
+    line.add("test_accuracy", testAccuracy)
     line.add("knn_accuracy", knnAccuracy)
     line.add("knn_k", knnK)
     line.add("knn_temperature", raw: "\(knnTemperature)")
-    if let accuracy = linearProbeAccuracy {
-      line.add("linear_probe_accuracy", accuracy)
-    } else {
-      line.add("linear_probe_accuracy", raw: "null")
-    }
+    line.add("linear_probe_accuracy", linearProbeAccuracy)
     line.add("steps", steps)
     line.add("seconds", seconds)
     return line.text

@@ -260,7 +260,7 @@ public final class Trainer {
       }
       if let trace = c.tracePath {
         let folder = (trace as NSString).deletingLastPathComponent
-        guard access(folder.isEmpty ? "." : folder, W_OK) == 0 else {
+        guard AtomicFile.canWrite(inFolderOf: trace) else {
           throw UsageError(
             "--trace \(trace): the folder \(folder) does not exist or is not writable; "
               + "pass a path in a writable folder")
@@ -393,9 +393,7 @@ public final class Trainer {
       model: model, trainSet: trainSet, testSet: testSet, communicator: communicator,
       settings: c.evaluationSettings)
     let summary = RunSummary(
-      testAccuracy: evaluation.testAccuracy, knnAccuracy: evaluation.knnAccuracy,
-      knnK: evaluation.knnK, knnTemperature: c.knnTemperature,
-      linearProbeAccuracy: evaluation.linearProbeAccuracy, steps: step,
+      evaluation: evaluation, knnTemperature: c.knnTemperature, steps: step,
       seconds: Date().timeIntervalSince(start))
     try writeSummary(summary)
     return summary

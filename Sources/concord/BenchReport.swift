@@ -21,6 +21,7 @@ func benchReport(arguments: [String]) -> Int32 {
     print(benchReportUsage)
     return 0
   }
+
   var paths: [String: String] = [:]
   var quick = false
   var index = 0
@@ -43,10 +44,12 @@ func benchReport(arguments: [String]) -> Int32 {
       return usageExitCode
     }
   }
+
   guard let records = paths["--records"] else {
     printError("concord bench report needs --records FILE (concord bench report --help)", rank: nil)
     return usageExitCode
   }
+
   let measurements: ScalingMeasurements
   do {
     measurements = try ScalingMeasurements(contentsOf: records)
@@ -54,12 +57,14 @@ func benchReport(arguments: [String]) -> Int32 {
     printError("\(error)", rank: nil)
     return usageExitCode
   }
+
   guard !measurements.steps.isEmpty else {
     printError(
-      "\(records) holds no step record: pass the records file of a launch/bench-scaling run",
+      "\(records) contains no step record: pass the records file of a launch/bench-scaling run",
       rank: nil)
     return usageExitCode
   }
+
   let report = ScalingReport(measurements: measurements)
   // Everything is rendered, and every folder checked, before the first file is replaced.
   var outputs: [(path: String, bytes: [UInt8])] = []
@@ -76,21 +81,23 @@ func benchReport(arguments: [String]) -> Int32 {
     printError("\(error)", rank: nil)
     return failureExitCode
   }
+
   for output in outputs {
-    let folder = (output.path as NSString).deletingLastPathComponent
-    guard access(folder.isEmpty ? "." : folder, W_OK) == 0 else {
+    guard AtomicFile.canWrite(inFolderOf: output.path) else {
       printError(
-        "cannot write \(output.path): its folder is missing or not writable; pass another path",
+        "cannot write \(output.path): its folder is missing or not writable, so pass another path",
         rank: nil)
       return usageExitCode
     }
   }
+
   do {
     for output in outputs { try AtomicFile.write(output.bytes, to: output.path) }
   } catch {
     printError("\(error)", rank: nil)
     return failureExitCode
   }
+
   print(summary(report))
   return 0
 }
