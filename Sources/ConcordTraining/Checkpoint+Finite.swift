@@ -11,7 +11,7 @@ extension Checkpoint {
   static func checkFinite(_ file: SafeTensors, step: Int, path: String) throws {
     if let name = try firstNonFiniteTensor(file) {
       throw TrainingError(
-        "step \(step): tensor \(name) holds NaN or infinity, so the checkpoint "
+        "step \(step): tensor \(name) contains NaN or infinity, so the checkpoint "
           + "\(path) was not written and the earlier ones stay: lower --lr, then resume from "
           + "the newest checkpoint", isCollective: true)
     }
@@ -25,12 +25,12 @@ extension Checkpoint {
   static func checkLoadedFinite(_ file: SafeTensors, path: String) throws {
     if let name = try firstNonFiniteTensor(file) {
       throw CheckpointError(
-        "\(path): tensor \(name) holds NaN or infinity; the checkpoint is damaged, resume "
+        "\(path): tensor \(name) contains NaN or infinity, so the checkpoint is damaged: resume "
           + "from another one")
     }
   }
 
-  /// Returns the name of the first `F32` or `F64` tensor of `file` that holds NaN or infinity.
+  /// Returns the name of the first `F32` or `F64` tensor of `file` that contains NaN or infinity.
   private static func firstNonFiniteTensor(_ file: SafeTensors) throws -> String? {
     for tensor in file.tensors {
       switch tensor.dtype {

@@ -16,8 +16,8 @@ enum ChromeTrace {
   /// data, forward, one per task, encoder backward, allreduce, balancing and optimizer per
   /// step, and the checkpoints.
   ///
-  /// The room covers at most a million steps; a longer traced run grows its buffer as it
-  /// goes, instead of reserving memory for all of it at the start.
+  /// The room covers at most a million steps. A longer traced run grows its buffer as it
+  /// goes, so that it does not reserve memory for all of it at the start.
   static func capacity(steps: Int, taskCount: Int, checkpointEvery: Int) -> Int {
     let reserved = min(steps, 1_000_000)
     return reserved * (6 + taskCount) + reserved / max(checkpointEvery, 1) + 1

@@ -90,7 +90,7 @@ public struct ScalingMeasurements: Sendable {
     public var delayMilliseconds: Double
     /// The rate of each host's link, as `launch/netns-cluster` takes it (`1gbit`).
     public var rate: String
-    /// What emulates the link: `netem`, `tbf` or `concord-link`.
+    /// The emulator of the link: `netem`, `tbf` or `concord-link`.
     public var mechanism: String
   }
 
@@ -200,7 +200,7 @@ public struct ScalingMeasurements: Sendable {
 
 /// A records file that cannot be read.
 public struct ScalingMeasurementsError: Error, CustomStringConvertible {
-  /// What is wrong and what to do instead.
+  /// The problem and what to do instead.
   public let message: String
 
   init(_ message: String) { self.message = message }

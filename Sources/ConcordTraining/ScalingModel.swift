@@ -104,7 +104,7 @@ public struct ComputeCost: Sendable, Equatable {
 
   /// Fits the cost to `(local batch, seconds)` pairs by least squares on the relative error.
   ///
-  /// With one distinct batch size the fixed part cannot be told apart, so it is 0; a negative
+  /// With one distinct batch size the fixed part cannot be separated from the per-sample part, so it is 0; a negative
   /// fixed part is likewise set to 0 and the per-sample part refitted.
   ///
   /// - Returns: the cost, or nil without samples.

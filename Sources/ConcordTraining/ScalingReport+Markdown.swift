@@ -167,12 +167,12 @@ extension ScalingReport {
       }
       let base = baseIndex.map { measurements.steps[$0] }
       // Each default row once, above the options measured against it.
-      var shown = [point]
+      var tableRows = [point]
       if let baseIndex, let base, !listedBases.contains(baseIndex) {
         listedBases.append(baseIndex)
-        shown.insert(base, at: 0)
+        tableRows.insert(base, at: 0)
       }
-      for row in shown {
+      for row in tableRows {
         lines.append(
           "| \(row.network) | \(row.hosts) | \(row.ranks) | \(row.label) | "
             + "\(number(row.medianMilliseconds, 1)) (\(number(row.stepMilliseconds.min()!, 1))-"

@@ -49,9 +49,9 @@ func bench(arguments: [String]) -> Int32 {
     return benchAllreduce(arguments: Array(arguments.dropFirst()))
   }
   guard arguments.first == "step" else {
-    let given = arguments.first.map { "unknown benchmark \($0)" } ?? "missing benchmark name"
+    let problem = arguments.first.map { "unknown benchmark \($0)" } ?? "missing benchmark name"
     printError(
-      "concord bench: \(given): pass step, allreduce or report (concord bench --help)",
+      "concord bench: \(problem): pass step, allreduce or report (concord bench --help)",
       rank: nil)
     return usageExitCode
   }

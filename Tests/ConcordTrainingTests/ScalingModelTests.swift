@@ -30,8 +30,10 @@ struct LinkCostTests {
     #expect(abs(fitted.bandwidth / truth.bandwidth - 1) < 1e-9)
   }
 
-  /// Times exactly proportional to the bytes, minus a little, would give a negative latency;
-  /// the fit then keeps the latency at 0 and fits the bandwidth alone.
+  /// Checks that a fit which would give a negative latency keeps it at 0.
+  ///
+  /// Times a little below proportional to the bytes give such a fit, so the bandwidth is
+  /// fitted alone.
   @Test func negativeLatencyIsClampedToZero() throws {
     let samples = [
       AllreduceSample(ranks: 2, bytes: 1e6, seconds: 0.9e-3),
@@ -39,7 +41,8 @@ struct LinkCostTests {
     ]
     let fitted = try #require(LinkCost.fit(samples))
     #expect(fitted.latency == 0)
-    #expect(fitted.bandwidth > 0.9e9 && fitted.bandwidth < 1.12e9)
+    #expect(fitted.bandwidth > 0.9e9)
+    #expect(fitted.bandwidth < 1.12e9)
   }
 
   @Test func fitNeedsTwoMultiRankSamples() {
