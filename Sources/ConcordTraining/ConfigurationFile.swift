@@ -8,17 +8,24 @@ import Foundation
 /// ```
 ///
 /// A value is a string, a number, or a list of them, which becomes the comma-separated list
-/// that the flag takes. `true`, `false`, `null` and nested objects are rejected, as is a key
-/// that names no flag, with the closest key by edit distance as a suggestion.
+/// that the flag takes. A switch, a flag that takes no value such as `--linear-probe`, takes
+/// `true` (pass the switch) or `false` (leave it out). Any other `true` or `false`, `null` and
+/// nested objects are rejected, as is a key that names no flag, with the closest key by edit
+/// distance as a suggestion.
 public enum ConfigurationFile {
   /// The flag that names the file, which a file cannot set.
   public static let flag = "--config"
 
   /// Reads the file at `path` and returns its settings, sorted by key.
   ///
-  /// - Parameter keys: the valid keys, each a flag name without its leading dashes.
+  /// - Parameters:
+  ///   - keys: the valid keys, each a flag name without its leading dashes.
+  ///   - switches: the keys among `keys` whose flags take no value; a switch set to `true`
+  ///     comes back with an empty value.
   /// - Throws: ``UsageError`` naming `path` and, when one is at fault, the key.
-  public static func read(path: String, keys: [String]) throws -> [(key: String, value: String)] {
+  public static func read(path: String, keys: [String], switches: [String] = []) throws
+    -> [(key: String, value: String)]
+  {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
       throw UsageError("\(flag) \(path): file not found: pass the path of a JSON settings file")
@@ -30,7 +37,7 @@ public enum ConfigurationFile {
       throw UsageError(
         "\(flag) \(path): cannot read the file: check its permissions or pass another file")
     }
-    return try settings(json: data, path: path, keys: keys)
+    return try settings(json: data, path: path, keys: keys, switches: switches)
   }
 
   /// Parses the JSON object in `data` and returns its settings, sorted by key.
@@ -38,10 +45,12 @@ public enum ConfigurationFile {
   /// - Parameters:
   ///   - path: the file's path, named in the errors.
   ///   - keys: the valid keys, each a flag name without its leading dashes.
+  ///   - switches: the keys among `keys` whose flags take no value; a switch set to `true`
+  ///     comes back with an empty value.
   /// - Throws: ``UsageError`` naming `path` and, when one is at fault, the key.
-  public static func settings(json data: Data, path: String, keys: [String]) throws
-    -> [(key: String, value: String)]
-  {
+  public static func settings(
+    json data: Data, path: String, keys: [String], switches: [String] = []
+  ) throws -> [(key: String, value: String)] {
     let object: [String: Setting]
     do {
       object = try JSONDecoder().decode([String: Setting].self, from: data)
@@ -58,6 +67,14 @@ public enum ConfigurationFile {
     for key in object.keys.sorted() {
       guard keys.contains(key) else {
         throw UsageError("\(flag) \(path): \(unknownKeyMessage(key, keys: keys))")
+      }
+      if switches.contains(key) {
+        guard case .switch(let isOn) = object[key]! else {
+          throw UsageError(
+            "\(flag) \(path): key \"\(key)\" is a switch: write \"\(key)\": true or leave it out")
+        }
+        if isOn { settings.append((key, "")) }
+        continue
       }
       guard case .value(let value) = object[key]! else {
         throw UsageError(
@@ -81,9 +98,11 @@ public enum ConfigurationFile {
       + "their dashes"
   }
 
-  /// One value of the file: the text of a flag's value, or a value that no flag takes.
+  /// One value of the file: the text of a flag's value, a switch's state, or a value that
+  /// no flag takes.
   private enum Setting: Decodable {
     case value(String)
+    case `switch`(Bool)
     case invalid
 
     init(from decoder: Decoder) throws {
@@ -97,6 +116,10 @@ public enum ConfigurationFile {
           items.append(item)
         }
         self = .value(items.joined(separator: ","))
+      } else if let container = try? decoder.singleValueContainer(),
+        let isOn = try? container.decode(Bool.self)
+      {
+        self = .switch(isOn)
       } else {
         self = Self.scalar(try Scalar(from: decoder)).map(Self.value) ?? .invalid
       }

@@ -10,7 +10,8 @@ func applyConfigurationFile(
   guard let path = try configurationFilePath(in: arguments) else { return }
   let flag = ConfigurationFile.flag
   let keys = trainOptions.map { String($0.name.dropFirst(2)) }.filter { "--" + $0 != flag }
-  for (key, value) in try ConfigurationFile.read(path: path, keys: keys) {
+  let switches = trainOptions.filter { $0.value.isEmpty }.map { String($0.name.dropFirst(2)) }
+  for (key, value) in try ConfigurationFile.read(path: path, keys: keys, switches: switches) {
     guard let option = trainOptions.first(where: { $0.name == "--" + key }) else { continue }
     do {
       try option.apply(&configuration, value)
@@ -22,10 +23,11 @@ func applyConfigurationFile(
 
 /// Returns the value of `--config` in `arguments`, or nil when it is absent.
 ///
-/// Every flag of `concord train` takes a value, so the arguments are flag and value pairs,
-/// or single `--flag=value` words.
+/// The arguments are flag and value pairs, single `--flag=value` words, and switches such
+/// as `--linear-probe` that take no value.
 private func configurationFilePath(in arguments: [String]) throws -> String? {
   let flag = ConfigurationFile.flag
+  let switches = Set(trainOptions.filter { $0.value.isEmpty }.map(\.name))
   var path: String?
   var index = 0
   while index < arguments.count {
@@ -36,7 +38,7 @@ private func configurationFilePath(in arguments: [String]) throws -> String? {
       index += 1
     } else {
       if argument == flag, index + 1 < arguments.count { value = arguments[index + 1] }
-      index += argument.contains("=") ? 1 : 2
+      index += argument.contains("=") || switches.contains(argument) ? 1 : 2
     }
     guard let value else { continue }
     guard path == nil else {
