@@ -102,8 +102,9 @@ func warn(rank: Int, _ message: String) {
 /// Formats a duration in seconds as `1h02m`, `3m05s` or `12s`.
 func formatDuration(_ seconds: Double) -> String {
   guard seconds.isFinite && seconds >= 0 else { return "?" }
-  let total = Int(seconds.rounded())
-  if total >= 3600 { return String(format: "%dh%02dm", total / 3600, (total % 3600) / 60) }
-  if total >= 60 { return String(format: "%dm%02ds", total / 60, total % 60) }
+  // The cap keeps Int(_:) from trapping on the eta of an absurd --steps.
+  let total = Int(min(seconds, 1e15).rounded())
+  if total >= 3600 { return "\(total / 3600)h" + String(format: "%02dm", (total % 3600) / 60) }
+  if total >= 60 { return "\(total / 60)m" + String(format: "%02ds", total % 60) }
   return "\(total)s"
 }
