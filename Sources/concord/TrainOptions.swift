@@ -264,6 +264,10 @@ private func unknownFlagMessage(_ flag: String) -> String {
 
 private func positive(_ value: String, _ flag: String) throws -> Int {
   guard let number = Int(value), number > 0 else {
+    if Int(value) == nil, !value.isEmpty, value.allSatisfy({ ("0"..."9").contains($0) }) {
+      throw UsageError(
+        "invalid \(flag) \(value): too large, pass a whole number from 1 to \(Int.max)")
+    }
     throw UsageError("invalid \(flag) \(value): pass a whole number greater than 0")
   }
   return number
@@ -271,7 +275,7 @@ private func positive(_ value: String, _ flag: String) throws -> Int {
 
 private func positiveReal(_ value: String, _ flag: String) throws -> Double {
   guard let number = Double(value), number > 0, number.isFinite else {
-    throw UsageError("invalid \(flag) \(value): pass a number greater than 0")
+    throw UsageError("invalid \(flag) \(value): pass a finite number greater than 0")
   }
   return number
 }

@@ -88,6 +88,12 @@ private let catalogue: [BadInput] = [
   BadInput("negative epochs", .twoRanks, train("--epochs", "-3"), exit: 2, ["--epochs -3"]),
   BadInput("negative learning rate", .twoRanks, train("--lr", "-1"), exit: 2, ["--lr -1"]),
   BadInput(
+    "steps above Int.max", .twoRanks, train("--steps", "18446744073709551615"), exit: 2,
+    ["--steps 18446744073709551615", "too large"]),
+  BadInput(
+    "infinite loss bound", .twoRanks, train("--loss-bound", "inf"), exit: 2,
+    ["--loss-bound inf", "finite number"]),
+  BadInput(
     "batch not divisible by the ranks", .twoRanks, train("--batch-size", "15"), exit: 2,
     ["--batch-size 15", "multiple of 2"]),
   BadInput(
