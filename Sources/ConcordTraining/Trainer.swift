@@ -71,6 +71,8 @@ public final class Trainer {
   var createdPaths: [String] = []
   /// The `CONCORD_FAULT_RANK` testing aid, or nil.
   let faultInjection: FaultInjection?
+  /// The exchange of SimCLR projections with `--simclr-negatives global`, or nil.
+  private var projectionExchange: CommunicatorProjectionExchange?
 
   /// Builds the trainer: loads the data, creates or restores the model, and prepares the
   /// run folder on rank 0.
@@ -146,6 +148,13 @@ public final class Trainer {
       augmentationCount: AugmentationKind.allCases.count)
     model = MultiTaskModel(
       configuration: modelConfiguration, capacity: 2 * localBatch, seed: c.seed)
+    if c.simclrNegatives == .global,
+      let head = model.heads.lazy.compactMap({ $0 as? SimCLRHead }).first
+    {
+      let exchange = CommunicatorProjectionExchange(communicator: communicator)
+      head.useGlobalNegatives(exchange)
+      projectionExchange = exchange
+    }
     guard let kind = BalancerKind(rawValue: c.balancer) else {
       throw UsageError(
         "unknown balancer \(c.balancer): pass one of "
@@ -430,6 +439,7 @@ public final class Trainer {
       recorder.begin(.task(t))
       model.computeHeadGradients(task: t, features: features, batch: batch)
     }
+    try projectionExchange?.throwFailure()
 
     // The heads' gradients and the losses are final now: they start the allreduce, and the
     // encoder's gradients follow layer by layer as the backward pass makes them.
