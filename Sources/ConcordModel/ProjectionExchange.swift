@@ -3,8 +3,8 @@ import ConcordTensors
 /// Moves SimCLR projections between the data-parallel ranks, so that NT-Xent can contrast
 /// each view with the views of the whole global batch, as SimCLR's large-batch training does.
 ///
-/// The model sees no MPI: the training module implements this protocol over its
-/// communicator. Every rank calls each method at the same point of the step with matrices of
+/// The model module makes no MPI call, so the training module implements this protocol over
+/// its communicator. Every rank calls each method at the same point of the step with matrices of
 /// the same shape, as collectives require.
 ///
 /// The methods do not throw, because a task head's loss does not: an implementation that
@@ -36,10 +36,10 @@ public protocol ProjectionExchange: AnyObject {
 /// NT-Xent over the global batch: the work space of one rank and the exchange that joins it
 /// to the others.
 ///
-/// A step gathers every rank's projections (``ProjectionExchange/allgather(_:into:)``),
-/// computes the loss of this rank's anchors against all of them and its gradient with respect
-/// to all of them, and returns to each rank the sum over the ranks of the gradients of its own
-/// projections (``ProjectionExchange/reduceScatterSum(_:into:)``). With `R` ranks the loss is
+/// A step gathers every rank's projections (``ProjectionExchange/allgather(_:into:)``). It
+/// computes the loss of this rank's anchors against all of them, and the loss's gradient with
+/// respect to all of them. Then each rank receives the sum over the ranks of the gradients of
+/// its own projections (``ProjectionExchange/reduceScatterSum(_:into:)``). With `R` ranks the loss is
 /// the mean over this rank's anchors and the gradient `R` times the global loss's, so that the
 /// step's allreduce, a mean over the ranks, yields the NT-Xent loss of the `2N` views of the
 /// global batch and its gradient, whatever `R` is.

@@ -2,7 +2,7 @@ import ConcordDistributed
 import ConcordModel
 import ConcordTensors
 
-/// Where SimCLR's NT-Xent loss takes the negatives of each view from.
+/// The source of the negatives of each view in SimCLR's NT-Xent loss.
 public enum SimCLRNegatives: String, Sendable, Codable, CaseIterable {
   /// The other views of the rank's own batch: `2n - 2` negatives per view with `n` images per
   /// rank, no communication, and a loss that changes with the rank count.
@@ -59,7 +59,7 @@ final class CommunicatorProjectionExchange: ProjectionExchange {
     }
   }
 
-  /// Throws the failure of an exchange since the last call, if any, and forgets it.
+  /// Throws the failure of an exchange since the last call, if any, and clears it.
   func throwFailure() throws {
     guard let error = failure else { return }
     failure = nil

@@ -13,9 +13,9 @@ private func permutedRows(_ source: Matrix, _ order: [Int]) -> Matrix {
   return result
 }
 
-/// Where each row of a global batch of `images` images, laid out as one batch (first views,
-/// then second views), goes when `ranks` ranks each hold `images / ranks` images as their own
-/// batch (their first views, then their second views), one rank after the other.
+/// Returns, for each row of the ranks' batches one after the other, its row in the global
+/// batch of `images` images. The global batch has the first views and then the second views.
+/// Each of the `ranks` ranks has `images / ranks` images, also first views, then second views.
 private func rankOrder(images: Int, ranks: Int) -> [Int] {
   let n = images / ranks
   var order: [Int] = []
@@ -105,7 +105,7 @@ func anchorLossesAddUpToTheWholeBatch(shape: (Int, Int, Int)) {
 }
 
 /// Through the SimCLR head, two simulated ranks with global negatives each get their share of
-/// the whole batch's loss; on one rank the head's result equals NT-Xent within the batch bit
+/// the whole batch's loss. On one rank the head's result equals NT-Xent within the batch bit
 /// for bit.
 @Test func simCLRHeadWithGlobalNegatives() {
   let configuration = ModelConfiguration(

@@ -11,7 +11,7 @@ private func simCLRStep(out: String, negatives: String, steps: Int = 1) -> [Stri
   ]
 }
 
-/// The relative L2 distance between `y` and `x`, in double precision.
+/// Returns the relative L2 distance between `y` and `x`, in double precision.
 private func relativeDifference(_ x: [Double], _ y: [Double]) -> Double {
   let difference = zip(x, y).map { ($0 - $1) * ($0 - $1) }.reduce(0, +)
   let norm = x.map { $0 * $0 }.reduce(0, +)
@@ -38,8 +38,8 @@ struct GlobalNegativesTests {
   }
 
   /// With global negatives the reduced NT-Xent loss and gradient of 2 ranks equal those of 1
-  /// rank with the same global batch, up to float rounding; with local negatives each rank
-  /// contrasts only its own half of the batch, and both differ.
+  /// rank with the same global batch, up to float rounding. With local negatives each rank
+  /// contrasts only its own half of the batch, so both differ.
   @Test func twoRanksMatchOneRankOnlyWithGlobalNegatives() throws {
     let one = try reducedStep(ranks: 1, negatives: "global")
     let two = try reducedStep(ranks: 2, negatives: "global", steps: 3)
@@ -50,7 +50,7 @@ struct GlobalNegativesTests {
 
     let localOne = try reducedStep(ranks: 1, negatives: "local")
     let localTwo = try reducedStep(ranks: 2, negatives: "local")
-    // One rank holds the whole batch either way.
+    // One rank contains the whole batch either way.
     #expect(localOne.loss == one.loss)
     #expect(abs(localTwo.loss - localOne.loss) > 1e-2 * localOne.loss)
     let local = relativeDifference(localOne.gradient, localTwo.gradient)
