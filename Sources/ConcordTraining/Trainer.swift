@@ -17,6 +17,9 @@ public struct RunSummary: Sendable {
   public var knnTemperature: Float = 0
   /// Test accuracy of the linear probe, or nil when none was trained.
   public var linearProbeAccuracy: Double? = nil
+  /// Per-label accuracy of the augmentation prediction head on augmented test views, or nil
+  /// without the augpred task.
+  public var augpredAccuracy: Double? = nil
   /// The step the run ended at.
   public var steps: Int
   /// Wall time of training and evaluation, in seconds.
@@ -626,6 +629,7 @@ public final class Trainer {
         ("eval/test_accuracy", summary.testAccuracy ?? .nan),
         ("eval/knn_accuracy", summary.knnAccuracy),
         ("eval/linear_probe_accuracy", summary.linearProbeAccuracy ?? .nan),
+        ("eval/augpred_accuracy", summary.augpredAccuracy ?? .nan),
       ])
     log.print(summary.consoleLine)
     guard communicator.isRoot else { return }
