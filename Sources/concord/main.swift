@@ -31,6 +31,7 @@ let topUsage = """
     inspect  check a checkpoint and list its metadata and tensors (concord inspect --help)
     eval     evaluate a checkpoint as training does at its end (concord eval --help)
     plot     draw a run's metrics as an SVG page (concord plot --help)
+    study    train every balancer over several seeds and compare them (concord study --help)
   """
 
 var arguments = Array(CommandLine.arguments.dropFirst())
@@ -60,9 +61,12 @@ case "eval":
   exit(evaluate(arguments: arguments))
 case "plot":
   exit(plot(arguments: arguments))
+case "study":
+  exit(study(arguments: arguments))
 default:
   printError(
-    "unknown command \(command): pass train, balance, bench, inspect, eval or plot (concord --help)",
+    "unknown command \(command): pass train, balance, bench, inspect, eval, plot or study "
+      + "(concord --help)",
     rank: nil)
   exit(usageExitCode)
 }
