@@ -7,8 +7,8 @@ extension Evaluation {
   /// augmented view of each image in `range` of `dataset`.
   ///
   /// Each image gets a view from the stream keyed by `seed` and its index, the same on every
-  /// rank count, and each of its `K` labels counts as right when the logit's sign matches it
-  /// (a logit above 0 predicts the kind was applied). This is the per-label accuracy of the
+  /// rank count. Each of its `K` labels counts as right when the logit's sign matches it: a
+  /// logit above 0 predicts that the kind was applied. This is the per-label accuracy of the
   /// multi-label classifier.
   ///
   /// - Returns: the right labels and all labels, `range.count * K`.

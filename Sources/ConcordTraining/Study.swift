@@ -8,8 +8,8 @@ import Foundation
 ///
 /// Setting `k` of balancer `b` trains with `--balancer b --seed seedBase + k` and otherwise the
 /// same settings, into `DIRECTORY/<b>-seed<seed>`. That is a normal run folder, so
-/// `concord eval` and `concord plot` work on it. A setting whose folder already holds
-/// `eval.json` is skipped, and one that holds a checkpoint resumes from its newest, so a
+/// `concord eval` and `concord plot` work on it. A setting whose folder already contains
+/// `eval.json` is skipped, and one that contains a checkpoint resumes from its newest, so a
 /// study that was stopped continues where it stopped. At the end rank 0 writes
 /// `study.md`, `study.json` and `study.svg` (``StudyReport``).
 public struct StudyPlan: Sendable {
@@ -73,7 +73,7 @@ public struct StudyPlan: Sendable {
 
 /// Runs a ``StudyPlan``.
 public enum Study {
-  /// What a setting's run folder shows about its run, decided by rank 0.
+  /// The state of a setting's run, as rank 0 finds it in the run folder.
   enum Progress: UInt8 {
     /// No checkpoint yet: train from step 0.
     case fresh = 0
@@ -88,9 +88,9 @@ public enum Study {
   /// Every rank must call it. Rank 0 prints which setting of how many runs, and each run
   /// prints its usual lines.
   ///
-  /// - Throws: ``UsageError`` when the study folder is a file, and what ``Trainer`` throws,
-  ///   agreed on by every rank as ``CollectiveFailure``; ``StudyReportError`` when a finished
-  ///   run's files cannot be read.
+  /// - Throws: ``CollectiveFailure``, agreed on by every rank, around a ``UsageError`` when
+  ///   the study folder is a file, around what ``Trainer`` throws, or around a
+  ///   ``StudyReportError`` when a finished run's files cannot be read.
   public static func run(_ plan: StudyPlan, communicator: Communicator) throws {
     try collectively(communicator) {
       guard communicator.isRoot else { return }

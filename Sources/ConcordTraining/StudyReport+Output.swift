@@ -42,8 +42,8 @@ extension StudyReport {
     return String(format: format, mean) + " ± " + String(format: format, deviation)
   }
 
-  /// The JSON document of the study: the balancers, seeds, tasks and steps, and per balancer
-  /// its runs and statistics, each `{"mean": …, "std": …}` with `null` where a value is
+  /// The JSON document of the study: the tasks and seeds, and per balancer its runs and
+  /// statistics, each `{"mean": …, "std": …}` with `null` where a value is
   /// missing.
   var json: String {
     var document = JSONLine()

@@ -4,7 +4,7 @@ import Foundation
 
 /// The results of a ``StudyPlan``, read back from its runs' `eval.json` and `metrics.jsonl`.
 ///
-/// Per balancer it holds the mean and the sample standard deviation over the seeds of the
+/// Per balancer it contains the mean and the sample standard deviation over the seeds of the
 /// test accuracy, the kNN accuracy, the augpred accuracy, each task's final GradNorm weight
 /// and the wall time, and the mean over the seeds of each task's loss curve. A value that a
 /// run lacks (`null` in its files) leaves the statistic without a value.

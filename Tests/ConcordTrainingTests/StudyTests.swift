@@ -5,7 +5,7 @@ import Testing
   import FoundationXML
 #endif
 
-/// The arguments of a tiny study: 2 balancers times 2 seeds of 20 steps each.
+/// Returns the arguments of a tiny study: 2 balancers times 2 seeds of 20 steps each.
 private func tinyStudy(out: String) -> [String] {
   [
     "study", "--balancers", "equal,gradnorm", "--seeds", "2", "--out", out, "--steps", "20",
@@ -49,7 +49,8 @@ private final class ElementCounter: NSObject, XMLParserDelegate {
 @Suite(.serialized, .enabled(if: hasFashionMNIST, "Fashion-MNIST is not installed"))
 struct StudyTests {
   /// A study under 2 ranks writes a run folder per setting and a report whose table and JSON
-  /// hold the means and deviations of the runs' own files; running it again skips every run.
+  /// contain the means and deviations of the runs' own files. Running it again skips every
+  /// run.
   @Test func tinyStudyReportsAndResumes() throws {
     let out = try makeTemporaryDirectory() + "/study"
     let result = try mpirun(ranks: 2, tinyStudy(out: out))
