@@ -39,11 +39,8 @@ final class CommunicatorProjectionExchange: ProjectionExchange {
     precondition(
       local.isDense && all.isDense && all.count == size * local.count,
       "allgather of [\(local.rows), \(local.columns)] into [\(all.rows), \(all.columns)]")
-    guard failure == nil else { return }
-    do {
+    keepingFailure {
       try communicator.allgather(local.base, count: local.count, into: all.base)
-    } catch {
-      failure = error
     }
   }
 
@@ -51,9 +48,16 @@ final class CommunicatorProjectionExchange: ProjectionExchange {
     precondition(
       local.isDense && all.isDense && all.count == size * local.count,
       "reduce-scatter of [\(all.rows), \(all.columns)] into [\(local.rows), \(local.columns)]")
+    keepingFailure {
+      try communicator.reduceScatterSum(all.base, into: local.base, count: local.count)
+    }
+  }
+
+  /// Runs `collective` unless an earlier one failed, and keeps its error.
+  private func keepingFailure(_ collective: () throws -> Void) {
     guard failure == nil else { return }
     do {
-      try communicator.reduceScatterSum(all.base, into: local.base, count: local.count)
+      try collective()
     } catch {
       failure = error
     }

@@ -1,5 +1,4 @@
 import ConcordBalancing
-import ConcordData
 import ConcordDistributed
 import Foundation
 
@@ -96,15 +95,7 @@ public enum Study {
       guard communicator.isRoot else { return }
       try checkStudyDirectory(plan.directory)
     }
-    let c = plan.training
-    let (trainSet, testSet) = try collectively(communicator) {
-      (
-        try Dataset.load(
-          directory: c.dataDirectory, split: .train, limit: c.trainLimit > 0 ? c.trainLimit : nil),
-        try Dataset.load(
-          directory: c.dataDirectory, split: .test, limit: c.testLimit > 0 ? c.testLimit : nil)
-      )
-    }
+    let (trainSet, testSet) = try Trainer.loadDatasets(plan.training, communicator: communicator)
 
     let settings = plan.settings
     for (index, setting) in settings.enumerated() {

@@ -84,17 +84,7 @@ public final class Trainer {
   public convenience init(configuration: TrainingConfiguration, communicator: Communicator)
     throws
   {
-    let c = configuration
-    // Reading may fail on some ranks only (a file missing on one host), so the ranks agree
-    // before the collectives of the designated initialiser.
-    let (trainSet, testSet) = try collectively(communicator) {
-      (
-        try Dataset.load(
-          directory: c.dataDirectory, split: .train, limit: c.trainLimit > 0 ? c.trainLimit : nil),
-        try Dataset.load(
-          directory: c.dataDirectory, split: .test, limit: c.testLimit > 0 ? c.testLimit : nil)
-      )
-    }
+    let (trainSet, testSet) = try Self.loadDatasets(configuration, communicator: communicator)
     try self.init(
       configuration: configuration, communicator: communicator, trainSet: trainSet,
       testSet: testSet)

@@ -1,6 +1,4 @@
 import ConcordBalancing
-import ConcordDistributed
-import ConcordTensors
 import ConcordTraining
 import Foundation
 
@@ -144,39 +142,7 @@ func study(arguments: [String]) -> Int32 {
   // Parse first, but report only once MPI is up, so that every rank exits alike and only
   // rank 0 prints.
   let parsed = Result { try parseStudyArguments(arguments) }
-  guard let communicator = startMPI() else { return failureExitCode }
-
-  func endTogether(_ message: String, shouldPrint: Bool, code: Int32) -> Int32 {
-    if shouldPrint { printError(message, rank: communicator.rank) }
-    try? communicator.barrier()
-    try? communicator.finalize()
-    return code
-  }
-
-  let plan: StudyPlan
-  do {
-    plan = try collectively(communicator) { try parsed.get() }
-  } catch let failure as CollectiveFailure {
-    return endTogether("\(failure)", shouldPrint: failure.shouldPrint, code: usageExitCode)
-  } catch {
-    printError("\(error)", rank: communicator.rank)
-    communicator.abort(exitCode: failureExitCode)
-  }
-
-  BLAS.threadCount =
-    plan.training.blasThreads > 0 ? plan.training.blasThreads : HostCores.perRank()
-  do {
+  return runOnEveryRank(parsed, blasThreads: \.training.blasThreads) { plan, communicator in
     try Study.run(plan, communicator: communicator)
-  } catch let failure as CollectiveFailure {
-    let code = failure.isUsageError ? usageExitCode : failureExitCode
-    return endTogether("\(failure)", shouldPrint: failure.shouldPrint, code: code)
-  } catch let error as TrainingError where error.isCollective {
-    return endTogether("\(error)", shouldPrint: communicator.isRoot, code: failureExitCode)
-  } catch {
-    // A failure of this rank alone: the others may be waiting in a collective.
-    printError(systemErrorDescription(error), rank: communicator.rank)
-    communicator.abort(exitCode: failureExitCode)
   }
-  try? communicator.finalize()
-  return 0
 }
