@@ -79,7 +79,7 @@ public protocol Communicator: AnyObject {
   /// Writes every rank's `count` floats of `local` into `all`, rank r's at
   /// `all[r * count ..< (r + 1) * count]`, on every rank.
   ///
-  /// All ranks call it with the same `count`; `all` holds `size * count` floats and must not
+  /// All ranks call it with the same `count`; `all` has room for `size * count` floats and must not
   /// overlap `local`. It blocks until every rank's floats have arrived.
   ///
   /// - Throws: ``MPIError`` when the communication fails.

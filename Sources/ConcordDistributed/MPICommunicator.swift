@@ -233,8 +233,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
   }
 
   /// Checks that the `size * count` floats of an allgather or reduce-scatter fit the `Int32`
-  /// counts of the C interface, whose calls take one block size per rank and cannot be split
-  /// into pieces as the allreduce is.
+  /// counts of the C interface. Unlike the allreduce, these calls are not split into pieces,
+  /// because each rank's block would have to be split alike. The SimCLR projections they move
+  /// are far smaller than the limit.
   private func checkBlockCount(_ count: Int, _ name: String) {
     checkRunning()
     precondition(
