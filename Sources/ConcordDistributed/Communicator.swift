@@ -76,6 +76,27 @@ public protocol Communicator: AnyObject {
   /// - Throws: ``MPIError`` when the communication fails.
   func allgather(_ value: Int64) throws -> [Int64]
 
+  /// Writes every rank's `count` floats of `local` into `all`, rank r's at
+  /// `all[r * count ..< (r + 1) * count]`, on every rank.
+  ///
+  /// All ranks call it with the same `count`; `all` has room for `size * count` floats and must not
+  /// overlap `local`. It blocks until every rank's floats have arrived.
+  ///
+  /// - Throws: ``MPIError`` when the communication fails.
+  func allgather(_ local: UnsafePointer<Float>, count: Int, into all: UnsafeMutablePointer<Float>)
+    throws
+
+  /// Sums `all`, `size * count` floats, element-wise over the ranks and writes rank r's block
+  /// of the sum, `sum[r * count ..< (r + 1) * count]`, into `local` on rank r.
+  ///
+  /// The inverse of ``allgather(_:count:into:)`` in its data movement: a reduce-scatter. All
+  /// ranks call it with the same `count`; `local` must not overlap `all`. It blocks until this
+  /// rank's block of the sum has arrived.
+  ///
+  /// - Throws: ``MPIError`` when the communication fails.
+  func reduceScatterSum(
+    _ all: UnsafePointer<Float>, into local: UnsafeMutablePointer<Float>, count: Int) throws
+
   /// Returns every rank's `bytes`, indexed by rank, on rank `root`, and an empty array on
   /// the other ranks.
   ///

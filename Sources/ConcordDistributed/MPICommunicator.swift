@@ -214,6 +214,35 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     return values
   }
 
+  public func allgather(
+    _ local: UnsafePointer<Float>, count: Int, into all: UnsafeMutablePointer<Float>
+  ) throws {
+    checkBlockCount(count, "allgather")
+    try mpiCheck(
+      MPI_Allgather(local, Int32(count), floatType, all, Int32(count), floatType, world),
+      "MPI_Allgather")
+  }
+
+  public func reduceScatterSum(
+    _ all: UnsafePointer<Float>, into local: UnsafeMutablePointer<Float>, count: Int
+  ) throws {
+    checkBlockCount(count, "reduceScatterSum")
+    try mpiCheck(
+      MPI_Reduce_scatter_block(all, local, Int32(count), floatType, sumOperation, world),
+      "MPI_Reduce_scatter_block")
+  }
+
+  /// Checks that the `size * count` floats of an allgather or reduce-scatter fit the `Int32`
+  /// counts of the C interface. Unlike the allreduce, these calls are not split into pieces,
+  /// because each rank's block would have to be split alike. The SimCLR projections they move
+  /// are far smaller than the limit.
+  private func checkBlockCount(_ count: Int, _ name: String) {
+    checkRunning()
+    precondition(
+      count >= 0 && count * size <= Int(Int32.max),
+      "\(name) of \(count) floats per rank on \(size) ranks exceeds MPI's Int32 counts")
+  }
+
   public func gather(_ bytes: [UInt8], root: Int) throws -> [[UInt8]] {
     precondition((0..<size).contains(root), "gather root \(root) is not in 0..<\(size)")
     // Every rank learns every length, not only the root as with MPI_Gather, because every

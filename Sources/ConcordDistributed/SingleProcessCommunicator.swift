@@ -35,6 +35,20 @@ public final class SingleProcessCommunicator: Communicator, Sendable {
 
   public func allgather(_ value: Int64) throws -> [Int64] { [value] }
 
+  public func allgather(
+    _ local: UnsafePointer<Float>, count: Int, into all: UnsafeMutablePointer<Float>
+  ) throws {
+    precondition(count >= 0, "allgather count must be non-negative, got \(count)")
+    all.update(from: local, count: count)
+  }
+
+  public func reduceScatterSum(
+    _ all: UnsafePointer<Float>, into local: UnsafeMutablePointer<Float>, count: Int
+  ) throws {
+    precondition(count >= 0, "reduceScatterSum count must be non-negative, got \(count)")
+    local.update(from: all, count: count)
+  }
+
   public func barrier() throws {}
 
   public func abort(exitCode: Int32) -> Never {

@@ -74,6 +74,8 @@ public final class SimCLRHead: TaskHead {
   let temperature: Float
   let projectionGradient: Matrix
   let ones: FloatBuffer
+  /// NT-Xent over every rank's views (``useGlobalNegatives(_:)``), or nil for the local batch.
+  var globalLoss: GlobalNTXent?
 
   init(
     projector: [TrainableLinear], temperature: Float, capacity: Int, ones: FloatBuffer
@@ -92,7 +94,12 @@ public final class SimCLRHead: TaskHead {
     let n = features.rows
     let z = projector.forward(features)
     let dz = projectionGradient.rows(0..<n)
-    let value = loss(projections: z, temperature: temperature, gradient: dz)
+    let value: Float
+    if let globalLoss {
+      value = globalLoss(projections: z, temperature: temperature, gradient: dz)
+    } else {
+      value = loss(projections: z, temperature: temperature, gradient: dz)
+    }
     projector.backward(
       outputGradient: dz, gradients: gradients, inputGradient: featuresGradient,
       ones: ones.baseAddress)

@@ -20,6 +20,8 @@ enum Evaluation {
     var temperature: Float = 0.1
     /// The linear probe to train, or nil for none.
     var linearProbe: LinearProbe? = nil
+    /// The seed of the augmented test views of the augmentation prediction accuracy.
+    var seed: UInt64 = 0
   }
 
   struct Result {
@@ -28,6 +30,9 @@ enum Evaluation {
     /// The neighbour count used, after shrinking to the training set size.
     var knnK: Int
     var linearProbeAccuracy: Double?
+    /// The share of augmentation labels that the augpred head predicts right, or nil without
+    /// the augpred task.
+    var augpredAccuracy: Double? = nil
   }
 
   static func run(
@@ -42,11 +47,19 @@ enum Evaluation {
     let upper = min(lower + share, testSet.count)
     let query = features(model: model, dataset: testSet, range: lower..<upper)
 
-    var counts = [0.0, 0.0, 0.0, Double(upper - lower)]
+    var counts = [0.0, 0.0, 0.0, Double(upper - lower), 0.0, 0.0]
     if let head = model.heads.first(where: { $0.task == .supervised }) as? SupervisedHead {
       counts[0] = Double(
         correctPredictions(
           classifier: head.layer, features: query, labels: testSet.labels, offset: lower))
+    }
+    let augpredHead = model.heads.first { $0.task == .augpred } as? AugmentationPredictionHead
+    if let augpredHead {
+      let labels = correctAugmentationLabels(
+        head: augpredHead, model: model, dataset: testSet, range: lower..<upper,
+        seed: settings.seed)
+      counts[4] = Double(labels.correct)
+      counts[5] = Double(labels.total)
     }
     if let probe = settings.linearProbe {
       let (mean, deviation) = LinearProbe.columnStatistics(bank)
@@ -74,7 +87,8 @@ enum Evaluation {
     let hasSupervised = model.configuration.tasks.contains(.supervised)
     return Result(
       testAccuracy: hasSupervised ? counts[0] / total : nil, knnAccuracy: counts[1] / total,
-      knnK: knn.k, linearProbeAccuracy: settings.linearProbe == nil ? nil : counts[2] / total)
+      knnK: knn.k, linearProbeAccuracy: settings.linearProbe == nil ? nil : counts[2] / total,
+      augpredAccuracy: augpredHead == nil ? nil : counts[4] / max(counts[5], 1))
   }
 
   /// Computes the encoder's features of `range` of `dataset`, `[range.count, featureSize]`,
@@ -127,6 +141,6 @@ extension TrainingConfiguration {
   var evaluationSettings: Evaluation.Settings {
     Evaluation.Settings(
       neighbours: knnNeighbours, temperature: knnTemperature,
-      linearProbe: linearProbe ? LinearProbe(epochs: probeEpochs, seed: seed) : nil)
+      linearProbe: linearProbe ? LinearProbe(epochs: probeEpochs, seed: seed) : nil, seed: seed)
   }
 }

@@ -62,18 +62,9 @@ public enum RunPlot {
     ]
 
     let lastStep = metrics.steps.last.map(String.init) ?? "none"
-    var svg = """
-      <?xml version="1.0" encoding="UTF-8"?>
-      <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
-      viewBox="0 0 \(Int(width)) \(Int(height))" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" \
-      font-size="13">
-      <title>\(escape(title))</title>
-      <rect x="0" y="0" width="\(Int(width))" height="\(Int(height))" fill="#ffffff"/>
-      <text x="20" y="28" font-size="17" font-weight="bold">\(escape(title))</text>
-      <text x="\(Int(width) - 20)" y="28" text-anchor="end" fill="#555555">\
-      \(metrics.steps.count) logged steps, last step \(lastStep)</text>
-
-      """
+    var svg = pageStart(
+      width: width, height: height, title: title,
+      note: "\(metrics.steps.count) logged steps, last step \(lastStep)")
     let panelWidth = (width - 30) / 2
     let panelHeight = (height - 50) / 2
     for (index, panel) in panels.enumerated() {
@@ -85,6 +76,22 @@ public enum RunPlot {
         steps: steps, series: panel.series, colourOffset: [0, 0, 4, 6][index])
     }
     return svg + "</svg>\n"
+  }
+
+  /// Returns the start of an SVG page: the root element, a white background, `title` at the
+  /// top left and `note` at the top right. The caller appends the panels and `</svg>`.
+  static func pageStart(width: Double, height: Double, title: String, note: String) -> String {
+    """
+    <?xml version="1.0" encoding="UTF-8"?>
+    <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
+    viewBox="0 0 \(Int(width)) \(Int(height))" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" \
+    font-size="13">
+    <title>\(escape(title))</title>
+    <rect x="0" y="0" width="\(Int(width))" height="\(Int(height))" fill="#ffffff"/>
+    <text x="20" y="28" font-size="17" font-weight="bold">\(escape(title))</text>
+    <text x="\(Int(width) - 20)" y="28" text-anchor="end" fill="#555555">\(escape(note))</text>
+
+    """
   }
 
   /// Losses of different tasks can lie orders of magnitude apart (NT-Xent near 5, BYOL
@@ -104,7 +111,7 @@ public enum RunPlot {
 
   // MARK: - Panels
 
-  private static func drawPanel(
+  static func drawPanel(
     frame: Frame, title: String, axisLabel: String, scale: Scale, steps: [Double],
     series: [Series], colourOffset: Int
   ) -> String {

@@ -8,12 +8,14 @@ extension RunSummary {
     self.init(
       testAccuracy: evaluation.testAccuracy, knnAccuracy: evaluation.knnAccuracy,
       knnK: evaluation.knnK, knnTemperature: knnTemperature,
-      linearProbeAccuracy: evaluation.linearProbeAccuracy, steps: steps, seconds: seconds)
+      linearProbeAccuracy: evaluation.linearProbeAccuracy,
+      augpredAccuracy: evaluation.augpredAccuracy, steps: steps, seconds: seconds)
   }
 
   /// The line of `eval.json`: `{"test_accuracy", "knn_accuracy", "knn_k", "knn_temperature",
-  /// "linear_probe_accuracy", "steps", "seconds"}`, with `null` test accuracy without the
-  /// supervised task and `null` probe accuracy when no probe was trained.
+  /// "linear_probe_accuracy", "augpred_accuracy", "steps", "seconds"}`, with `null` test
+  /// accuracy without the supervised task, `null` probe accuracy when no probe was trained
+  /// and `null` augpred accuracy without the augpred task.
   var jsonText: String {
     var line = JSONLine()
     line.add("test_accuracy", testAccuracy)
@@ -21,6 +23,7 @@ extension RunSummary {
     line.add("knn_k", knnK)
     line.add("knn_temperature", raw: "\(knnTemperature)")
     line.add("linear_probe_accuracy", linearProbeAccuracy)
+    line.add("augpred_accuracy", augpredAccuracy)
     line.add("steps", steps)
     line.add("seconds", seconds)
     return line.text

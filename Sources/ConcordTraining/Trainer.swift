@@ -17,6 +17,9 @@ public struct RunSummary: Sendable {
   public var knnTemperature: Float = 0
   /// Test accuracy of the linear probe, or nil when none was trained.
   public var linearProbeAccuracy: Double? = nil
+  /// Per-label accuracy of the augmentation prediction head on augmented test views, or nil
+  /// without the augpred task.
+  public var augpredAccuracy: Double? = nil
   /// The step the run ended at.
   public var steps: Int
   /// Wall time of training and evaluation, in seconds.
@@ -71,6 +74,8 @@ public final class Trainer {
   var createdPaths: [String] = []
   /// The `CONCORD_FAULT_RANK` testing aid, or nil.
   let faultInjection: FaultInjection?
+  /// The exchange of SimCLR projections with `--simclr-negatives global`, or nil.
+  private var projectionExchange: CommunicatorProjectionExchange?
 
   /// Builds the trainer: loads the data, creates or restores the model, and prepares the
   /// run folder on rank 0.
@@ -79,17 +84,7 @@ public final class Trainer {
   public convenience init(configuration: TrainingConfiguration, communicator: Communicator)
     throws
   {
-    let c = configuration
-    // Reading may fail on some ranks only (a file missing on one host), so the ranks agree
-    // before the collectives of the designated initialiser.
-    let (trainSet, testSet) = try collectively(communicator) {
-      (
-        try Dataset.load(
-          directory: c.dataDirectory, split: .train, limit: c.trainLimit > 0 ? c.trainLimit : nil),
-        try Dataset.load(
-          directory: c.dataDirectory, split: .test, limit: c.testLimit > 0 ? c.testLimit : nil)
-      )
-    }
+    let (trainSet, testSet) = try Self.loadDatasets(configuration, communicator: communicator)
     try self.init(
       configuration: configuration, communicator: communicator, trainSet: trainSet,
       testSet: testSet)
@@ -146,6 +141,13 @@ public final class Trainer {
       augmentationCount: AugmentationKind.allCases.count)
     model = MultiTaskModel(
       configuration: modelConfiguration, capacity: 2 * localBatch, seed: c.seed)
+    if c.simclrNegatives == .global,
+      let head = model.heads.lazy.compactMap({ $0 as? SimCLRHead }).first
+    {
+      let exchange = CommunicatorProjectionExchange(communicator: communicator)
+      head.useGlobalNegatives(exchange)
+      projectionExchange = exchange
+    }
     guard let kind = BalancerKind(rawValue: c.balancer) else {
       throw UsageError(
         "unknown balancer \(c.balancer): pass one of "
@@ -430,6 +432,7 @@ public final class Trainer {
       recorder.begin(.task(t))
       model.computeHeadGradients(task: t, features: features, batch: batch)
     }
+    try projectionExchange?.throwFailure()
 
     // The heads' gradients and the losses are final now: they start the allreduce, and the
     // encoder's gradients follow layer by layer as the backward pass makes them.
@@ -616,6 +619,7 @@ public final class Trainer {
         ("eval/test_accuracy", summary.testAccuracy ?? .nan),
         ("eval/knn_accuracy", summary.knnAccuracy),
         ("eval/linear_probe_accuracy", summary.linearProbeAccuracy ?? .nan),
+        ("eval/augpred_accuracy", summary.augpredAccuracy ?? .nan),
       ])
     log.print(summary.consoleLine)
     guard communicator.isRoot else { return }

@@ -34,6 +34,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var hiddenSizes = [512, 256]
   /// The NT-Xent temperature of the SimCLR task.
   public var temperature: Float = 0.5
+  /// Where NT-Xent takes its negatives from: the rank's own batch or the global batch.
+  ///
+  /// It is free to change on resume.
+  public var simclrNegatives = SimCLRNegatives.local
   /// The decay of BYOL's target network average.
   public var targetDecay: Float = 0.99
   /// GradNorm's asymmetry `alpha`.
@@ -125,6 +129,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
       try container.decodeIfPresent(type(of: temperature).self, forKey: .temperature) ?? temperature
     targetDecay =
       try container.decodeIfPresent(type(of: targetDecay).self, forKey: .targetDecay) ?? targetDecay
+    simclrNegatives =
+      try container.decodeIfPresent(type(of: simclrNegatives).self, forKey: .simclrNegatives)
+      ?? simclrNegatives
     gradNormAlpha =
       try container.decodeIfPresent(type(of: gradNormAlpha).self, forKey: .gradNormAlpha)
       ?? gradNormAlpha

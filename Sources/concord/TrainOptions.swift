@@ -83,6 +83,11 @@ let trainOptions: [TrainOption] = [
     name: "--temperature", value: "X", help: "SimCLR NT-Xent temperature (default 0.5)"
   ) { $0.temperature = Float(try positiveReal($1, "--temperature")) },
   TrainOption(
+    name: "--simclr-negatives", value: "local|global",
+    help: "NT-Xent negatives from the rank's own batch or, through an allgather, from the "
+      + "global batch (default local)"
+  ) { $0.simclrNegatives = try namedCase($1, "--simclr-negatives") },
+  TrainOption(
     name: "--target-decay", value: "X",
     help: "BYOL target network moving-average decay, in [0, 1) (default 0.99)"
   ) { configuration, value in

@@ -31,6 +31,7 @@ let topUsage = """
     inspect  check a checkpoint and list its metadata and tensors (concord inspect --help)
     eval     evaluate a checkpoint as training does at its end (concord eval --help)
     plot     draw a run's metrics as an SVG page (concord plot --help)
+    study    train every balancer over several seeds and compare them (concord study --help)
   """
 
 var arguments = Array(CommandLine.arguments.dropFirst())
@@ -60,9 +61,12 @@ case "eval":
   exit(evaluate(arguments: arguments))
 case "plot":
   exit(plot(arguments: arguments))
+case "study":
+  exit(study(arguments: arguments))
 default:
   printError(
-    "unknown command \(command): pass train, balance, bench, inspect, eval or plot (concord --help)",
+    "unknown command \(command): pass train, balance, bench, inspect, eval, plot or study "
+      + "(concord --help)",
     rank: nil)
   exit(usageExitCode)
 }
@@ -72,52 +76,13 @@ func train(arguments: [String]) -> Int32 {
   // Parse first, but report only once MPI is up, so that every rank exits alike and only
   // rank 0 prints.
   let parsed = Result { try parseTrainArguments(arguments) }
-
-  guard let communicator = startMPI() else { return failureExitCode }
-
-  // A failure that all ranks saw alike: rank 0 (or the ranks that failed) print, every
-  // rank waits for the others and leaves with the same code.
-  func endTogether(_ message: String, shouldPrint: Bool, code: Int32) -> Int32 {
-    if shouldPrint { printError(message, rank: communicator.rank) }
-    try? communicator.barrier()
-    try? communicator.finalize()
-    return code
-  }
-
-  // A --config file may be readable on some nodes only, so the ranks agree on the outcome.
-  let configuration: TrainingConfiguration
-  do {
-    configuration = try collectively(communicator) { try parsed.get() }
-  } catch let failure as CollectiveFailure {
-    return endTogether("\(failure)", shouldPrint: failure.shouldPrint, code: usageExitCode)
-  } catch {
-    printError("\(error)", rank: communicator.rank)
-    communicator.abort(exitCode: failureExitCode)
-  }
-
-  BLAS.threadCount =
-    configuration.blasThreads > 0
-    ? configuration.blasThreads : HostCores.perRank()
-
-  do {
+  return runOnEveryRank(parsed, blasThreads: \.blasThreads) { configuration, communicator in
     let trainer = try collectively(communicator) {
       try Trainer(configuration: configuration, communicator: communicator)
     }
     try collectively(communicator) { try trainer.resumeIfRequested() }
     _ = try trainer.run()
-  } catch let failure as CollectiveFailure {
-    let code = failure.isUsageError ? usageExitCode : failureExitCode
-    return endTogether("\(failure)", shouldPrint: failure.shouldPrint, code: code)
-  } catch let error as TrainingError where error.isCollective {
-    return endTogether("\(error)", shouldPrint: communicator.isRoot, code: failureExitCode)
-  } catch {
-    // A failure of this rank alone: the others may be waiting in a collective, so end the
-    // whole job.
-    printError(systemErrorDescription(error), rank: communicator.rank)
-    communicator.abort(exitCode: failureExitCode)
   }
-  try? communicator.finalize()
-  return 0
 }
 
 /// Starts MPI (a singleton world without mpirun), or prints why it cannot and returns nil.

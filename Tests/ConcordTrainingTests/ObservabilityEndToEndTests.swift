@@ -61,7 +61,7 @@ func expectedScalars(runDirectory: String) throws -> ScalarTable {
       with: Data(contentsOf: URL(fileURLWithPath: runDirectory + "/eval.json")))
       as? [String: Any])
   let steps = try #require(evaluation["steps"] as? Int)
-  for key in ["test_accuracy", "knn_accuracy"] {
+  for key in ["test_accuracy", "knn_accuracy", "augpred_accuracy"] {
     if let number = evaluation[key] as? NSNumber {
       table["eval/" + key, default: [:]][steps] = number.doubleValue
     }

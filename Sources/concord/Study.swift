@@ -1,0 +1,148 @@
+import ConcordBalancing
+import ConcordTraining
+import Foundation
+
+/// The usage text of `concord study`.
+let studyUsage = """
+  usage: concord study --out DIR [--balancers LIST] [--seeds N] [--seed-base K] [TRAIN FLAGS]
+
+  Compares gradient balancers: trains one full run per balancer and seed, one after the
+  other on the same ranks, each in its own run folder DIR/<balancer>-seed<seed>. A setting
+  whose folder already holds eval.json is skipped, and one with a checkpoint resumes from
+  it, so running the same command again continues a study that was stopped. Then writes
+  DIR/study.md (a table of the mean and standard deviation over the seeds of each
+  balancer's accuracies, final task weights and wall time), DIR/study.json and
+  DIR/study.svg (each task's loss, mean over the seeds, one line per balancer).
+
+    --out DIR          the study folder (required)
+    --balancers LIST   comma-separated balancers: equal, gradnorm, pcgrad, pcgrad+gradnorm
+                       (default all four)
+    --seeds N          runs per balancer, with seeds K to K + N - 1 (default 3)
+    --seed-base K      the first seed (default 0)
+
+  Every other flag is a flag of concord train (concord train --help) and applies to every
+  run, except --balancer, --seed, --resume and --trace, which the study sets per run.
+  """
+
+/// The flags of `concord train` that `concord study` sets itself for each run.
+private let flagsSetPerRun = ["--balancer", "--seed", "--resume", "--trace"]
+
+/// Parses the arguments of `concord study` (without the subcommand).
+func parseStudyArguments(_ arguments: [String]) throws -> StudyPlan {
+  var balancers = BalancerKind.allCases
+  var seedCount = 3
+  var seedBase: UInt64 = 0
+  var directory: String?
+  var trainArguments: [String] = []
+  var index = 0
+  while index < arguments.count {
+    let argument = arguments[index]
+    var flag = argument
+    var value: String?
+    if argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") {
+      flag = String(argument[..<equals])
+      value = String(argument[argument.index(after: equals)...])
+    }
+    let studyFlags = ["--out", "--balancers", "--seeds", "--seed-base"]
+    guard studyFlags.contains(flag) else {
+      if flagsSetPerRun.contains(flag) {
+        throw UsageError(
+          "concord study sets \(flag) for each run itself: remove \(flag) and pass "
+            + "--balancers LIST, --seeds N or --seed-base K instead")
+      }
+      trainArguments.append(argument)
+      index += 1
+      continue
+    }
+    if value == nil {
+      guard index + 1 < arguments.count else {
+        throw UsageError("\(flag) needs a value (concord study --help)")
+      }
+      index += 1
+      value = arguments[index]
+    }
+    let text = value!
+    switch flag {
+    case "--out":
+      guard !text.isEmpty else { throw UsageError("--out needs a non-empty folder") }
+      directory = text
+    case "--balancers":
+      balancers = try balancerList(text)
+    case "--seeds":
+      guard let count = Int(text), count > 0 else {
+        throw UsageError("invalid --seeds \(text): pass a whole number greater than 0")
+      }
+      seedCount = count
+    default:
+      guard let base = UInt64(text) else {
+        throw UsageError("invalid --seed-base \(text): pass a whole number from 0")
+      }
+      seedBase = base
+    }
+    index += 1
+  }
+  guard let directory else {
+    throw UsageError("concord study needs --out DIR, the study folder (concord study --help)")
+  }
+  guard seedBase <= UInt64.max - UInt64(seedCount - 1) else {
+    throw UsageError(
+      "--seed-base \(seedBase) with --seeds \(seedCount) passes the largest seed "
+        + "\(UInt64.max): pass a smaller --seed-base")
+  }
+
+  let training = try parseTrainArguments(trainArguments)
+  try checkConfigurationFileLeavesRunsToStudy(training)
+  return StudyPlan(
+    balancers: balancers, seedCount: seedCount, seedBase: seedBase, directory: directory,
+    training: training)
+}
+
+/// Rejects a `--config` file that sets what the study decides per run, which the command
+/// line check cannot see.
+private func checkConfigurationFileLeavesRunsToStudy(_ training: TrainingConfiguration) throws {
+  let defaults = TrainingConfiguration()
+  let keys = [
+    ("out", training.outputDirectory != defaults.outputDirectory),
+    ("balancer", training.balancer != defaults.balancer),
+    ("seed", training.seed != defaults.seed),
+    ("resume", training.resume != defaults.resume),
+    ("trace", training.tracePath != defaults.tracePath),
+  ]
+  if let key = keys.first(where: \.1)?.0 {
+    throw UsageError(
+      "--config sets \"\(key)\", which concord study sets for each run itself: remove the key "
+        + "from the file and pass --out, --balancers, --seeds or --seed-base instead")
+  }
+}
+
+/// Parses a comma-separated list of balancers, each once.
+private func balancerList(_ text: String) throws -> [BalancerKind] {
+  let valid = BalancerKind.allCases.map(\.rawValue).joined(separator: ", ")
+  var balancers: [BalancerKind] = []
+  for name in text.split(separator: ",", omittingEmptySubsequences: false).map(String.init) {
+    guard let balancer = BalancerKind(rawValue: name) else {
+      throw UsageError(
+        "invalid balancer '\(name)' in --balancers \(text): pass a list of \(valid)")
+    }
+    guard !balancers.contains(balancer) else {
+      throw UsageError(
+        "balancer \(name) appears twice in --balancers \(text): list each balancer once")
+    }
+    balancers.append(balancer)
+  }
+  return balancers
+}
+
+/// Runs `concord study` on this rank and returns the exit code.
+func study(arguments: [String]) -> Int32 {
+  if arguments.contains("--help") || arguments.contains("-h") {
+    print(studyUsage)
+    return 0
+  }
+  // Parse first, but report only once MPI is up, so that every rank exits alike and only
+  // rank 0 prints.
+  let parsed = Result { try parseStudyArguments(arguments) }
+  return runOnEveryRank(parsed, blasThreads: \.training.blasThreads) { plan, communicator in
+    try Study.run(plan, communicator: communicator)
+  }
+}
