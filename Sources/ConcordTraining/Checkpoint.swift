@@ -6,13 +6,15 @@ import Foundation
 
 /// Checkpoints: everything the next step reads, in one safetensors file.
 ///
-/// Tensors: each parameter under its layout name (`encoder.0.weight`, ...), and Adam's
-/// moments under `adam.first_moment.<name>` and `adam.second_moment.<name>`. The BYOL target
+/// Tensors: each parameter under its layout name (`encoder.0.weight`, ...), and the
+/// optimizer's state: Adam's moments under `adam.first_moment.<name>` and
+/// `adam.second_moment.<name>`, or LARS's momentum under `lars.momentum.<name>`. The BYOL target
 /// is under `target.<name>`. The GradNorm task weights and initial losses are `F64` tensors
 /// `balancer.task_weights` and `balancer.initial_losses`, in double precision as the balancer
 /// keeps them, so that a resumed run continues bit for bit (`balancer.initial_losses` has
-/// shape `[0]` until the first balanced step). The counters `step`, `adam.step` and
-/// `consecutive_skips` (steps skipped in a row for non-finite values) are `I64` of shape `[1]`.
+/// shape `[0]` until the first balanced step). The counters `step`, the optimizer's update
+/// count `adam.step` or `lars.step`, and `consecutive_skips` (steps skipped in a row for
+/// non-finite values) are `I64` of shape `[1]`.
 ///
 /// The `__metadata__` map holds `format_version`, `step`, `epoch`, `tasks`, `balancer`,
 /// `world_size` (the rank count that wrote it, for information), `configuration` (the resolved
@@ -38,9 +40,11 @@ enum Checkpoint {
     for slot in model.layout.slots {
       file.append(tensor(slot.name, slot, model.parameters))
     }
+    let optimizer = trainer.optimizer
     for slot in model.layout.slots {
-      file.append(tensor("adam.first_moment." + slot.name, slot, trainer.optimizer.firstMoment))
-      file.append(tensor("adam.second_moment." + slot.name, slot, trainer.optimizer.secondMoment))
+      for (state, buffer) in zip(optimizer.kind.stateNames, optimizer.stateBuffers) {
+        file.append(tensor(optimizer.kind.tensorName(state: state, tensor: slot.name), slot, buffer))
+      }
     }
     if let target = model.target {
       for slot in model.targetLayout.slots { file.append(tensor(slot.name, slot, target)) }
@@ -54,7 +58,7 @@ enum Checkpoint {
       SafeTensors.Tensor(
         name: "balancer.initial_losses", shape: [initialLosses.count], doubles: initialLosses))
     file.append(counter("step", trainer.step))
-    file.append(counter("adam.step", trainer.optimizer.stepCount))
+    file.append(counter(optimizer.kind.stepCounterName, optimizer.stepCount))
     file.append(counter("consecutive_skips", trainer.consecutiveSkips))
 
     var resolved = trainer.configuration
@@ -97,7 +101,7 @@ enum Checkpoint {
   /// Every check runs before any state changes, so a rejected file leaves `trainer` as it was.
   ///
   /// - Throws: ``UsageError`` when the checkpoint belongs to another model, task list,
-  ///   balancer, batch size or seed; ``CheckpointError`` or `SafeTensorsError` when it is
+  ///   balancer, optimizer, batch size or seed; ``CheckpointError`` or `SafeTensorsError` when it is
   ///   damaged or incomplete.
   static func restore(_ trainer: Trainer, from bytes: [UInt8], path: String) throws {
     let file = try parse(bytes, path: path)
@@ -106,17 +110,20 @@ enum Checkpoint {
     try checkCompatible(file, trainer.configuration, path: path)
     try checkShapes(file, model: trainer.model, path: path)
     let kind = trainer.balancer.kind
+    let optimizer = trainer.optimizer
     let contents = try CheckpointContents(
-      validating: file, model: trainer.model, balancer: kind, path: path)
+      validating: file, model: trainer.model, balancer: kind, optimizer: optimizer.kind,
+      path: path)
 
     // Everything is validated: from here on nothing can fail.
     let model = trainer.model
     for slot in model.layout.slots {
       contents.load(slot.name, into: elements(slot, model.parameters))
-      contents.load(
-        "adam.first_moment." + slot.name, into: elements(slot, trainer.optimizer.firstMoment))
-      contents.load(
-        "adam.second_moment." + slot.name, into: elements(slot, trainer.optimizer.secondMoment))
+      for (state, buffer) in zip(optimizer.kind.stateNames, optimizer.stateBuffers) {
+        contents.load(
+          optimizer.kind.tensorName(state: state, tensor: slot.name),
+          into: elements(slot, buffer))
+      }
     }
     if let target = model.target {
       for slot in model.targetLayout.slots {
@@ -126,7 +133,7 @@ enum Checkpoint {
     trainer.balancer.taskWeights = contents.taskWeights
     trainer.balancer.initialLosses = contents.initialLosses
     trainer.step = contents.step
-    trainer.optimizer.stepCount = contents.adamStep
+    optimizer.stepCount = contents.optimizerStep
     trainer.consecutiveSkips = contents.consecutiveSkips
   }
 
@@ -171,7 +178,7 @@ enum Checkpoint {
   }
 
   /// Checks that the checkpoint was written for the same tasks, encoder widths, balancer,
-  /// global batch size and seed.
+  /// optimizer, global batch size and seed.
   ///
   /// The rank count may differ.
   ///
@@ -190,6 +197,7 @@ enum Checkpoint {
         configuration.hiddenSizes.map(String.init).joined(separator: ",")
       ),
       ("--balancer", saved.balancer, configuration.balancer),
+      ("--optimizer", saved.optimizer.rawValue, configuration.optimizer.rawValue),
       ("--batch-size", String(saved.batchSize), String(configuration.batchSize)),
       ("--seed", String(saved.seed), String(configuration.seed)),
     ]

@@ -1,0 +1,70 @@
+import ConcordModel
+import Foundation
+
+/// The optimizer, its learning-rate schedule and BYOL's target decay schedule, as the
+/// configuration selects them.
+extension Trainer {
+  /// Returns the warm-up length in steps: `--warmup-steps`, or `--warmup-epochs` times the
+  /// steps of one epoch, rounded to the nearest step.
+  static func warmupSteps(_ c: TrainingConfiguration, stepsPerEpoch: Int) -> Int {
+    c.warmupSteps > 0 ? c.warmupSteps : Int((c.warmupEpochs * Double(stepsPerEpoch)).rounded())
+  }
+
+  /// Rejects optimizer and schedule settings that contradict each other or do not fit in
+  /// the run's `totalSteps`.
+  ///
+  /// - Throws: ``UsageError`` naming the flag, the value and what to pass instead.
+  static func checkOptimization(_ c: TrainingConfiguration, stepsPerEpoch: Int, totalSteps: Int)
+    throws
+  {
+    if c.optimizer != .lars {
+      let larsFlags: [(String, Float?)] = [
+        ("--momentum", c.momentum), ("--weight-decay", c.weightDecay), ("--lars-eta", c.larsEta),
+      ]
+      for (flag, value) in larsFlags where value != nil {
+        throw UsageError(
+          "\(flag) applies to --optimizer lars only, and this run uses --optimizer "
+            + "\(c.optimizer.rawValue): pass --optimizer lars or leave out \(flag)")
+      }
+    }
+    let epochs = String(format: "%g", c.warmupEpochs)
+    if c.warmupSteps > 0 && c.warmupEpochs > 0 {
+      throw UsageError(
+        "--warmup-epochs \(epochs) and --warmup-steps \(c.warmupSteps) both set the "
+          + "warm-up: pass only one of them")
+    }
+    let warmup = warmupSteps(c, stepsPerEpoch: stepsPerEpoch)
+    guard warmup <= totalSteps else {
+      let given =
+        c.warmupSteps > 0
+        ? "--warmup-steps \(c.warmupSteps)"
+        : "--warmup-epochs \(epochs) (\(warmup) steps of \(stepsPerEpoch) per epoch)"
+      throw UsageError(
+        "\(given) is longer than the \(totalSteps) steps of this run: pass a warm-up of at "
+          + "most \(totalSteps) steps")
+    }
+  }
+
+  /// Returns the optimizer of `c` over the parameters of `layout`, with zero state.
+  static func makeOptimizer(_ c: TrainingConfiguration, layout: ParameterLayout) -> any Optimizer {
+    switch c.optimizer {
+    case .adam:
+      return Adam(parameterCount: layout.count, learningRate: c.learningRate)
+    case .lars:
+      return LARS(
+        layout: layout, learningRate: c.learningRate,
+        momentum: c.momentum ?? LARS.defaultMomentum,
+        weightDecay: c.weightDecay ?? LARS.defaultWeightDecay,
+        trustCoefficient: c.larsEta ?? LARS.defaultTrustCoefficient)
+    }
+  }
+
+  /// Returns the learning-rate schedule of `c` for a run of `totalSteps` steps.
+  static func makeLearningRateSchedule(
+    _ c: TrainingConfiguration, stepsPerEpoch: Int, totalSteps: Int
+  ) -> LearningRateSchedule {
+    LearningRateSchedule(
+      kind: c.learningRateSchedule, baseRate: c.learningRate,
+      warmupSteps: warmupSteps(c, stepsPerEpoch: stepsPerEpoch), totalSteps: totalSteps)
+  }
+}
