@@ -146,7 +146,7 @@ public final class LARS: Optimizer {
 ///
 /// Eight lanes and then the scalar tail, always in this order, so the result depends only on
 /// the values.
-func sumOfSquares(_ values: UnsafePointer<Float>, count: Int) -> Double {
+private func sumOfSquares(_ values: UnsafePointer<Float>, count: Int) -> Double {
   typealias Lanes = SIMD8<Float>
   var lanes = SIMD8<Double>()
   var i = 0

@@ -21,7 +21,7 @@ public enum ScheduleKind: String, CaseIterable, Codable, Sendable {
 /// ```
 ///
 /// so the rate reaches `lr` at the end of the warm-up and the cosine reaches 0 at step `K`,
-/// when the run ends; the last update, at `K - 1`, takes a small positive rate. With a
+/// when the run ends. The last update, at `K - 1`, takes a small positive rate. With a
 /// warm-up, the first update has rate 0. The rate depends on the step alone, so a resumed
 /// run takes the rates of an uninterrupted one.
 ///

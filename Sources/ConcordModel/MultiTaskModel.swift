@@ -79,7 +79,7 @@ public final class MultiTaskModel {
   /// The largest number of rows (two views per image, and a clean one with
   /// ``supervisedView`` `clean` or `both`) a batch may have.
   public let capacity: Int
-  /// The images that the supervised head trains on; batches have clean rows unless it is
+  /// The images that the supervised head trains on. Batches have clean rows unless it is
   /// ``SupervisedView/augmented``.
   public let supervisedView: SupervisedView
   private let ones: FloatBuffer

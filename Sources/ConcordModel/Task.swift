@@ -44,7 +44,7 @@ public struct TaskBatch {
     self.cleanRowCount = cleanRowCount
   }
 
-  /// The batch restricted to `rows`: the input and labels of those rows, the same
+  /// Returns the batch restricted to `rows`: the input and labels of those rows, the same
   /// augmentation labels and image count.
   ///
   /// Only the supervised head reads a restriction that is not the `2 * pairCount` view rows,

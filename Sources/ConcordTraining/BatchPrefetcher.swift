@@ -14,7 +14,7 @@ final class BatchSlot: @unchecked Sendable {
   let labels: UnsafeMutablePointer<Int32>
   /// The augmentation labels of each view, `[2b, kinds]`.
   let augmentationLabels: Matrix
-  /// Whether the slot holds the clean images after the views.
+  /// Whether the slot contains the clean images after the views.
   let hasCleanRows: Bool
   /// The step whose inputs the slot holds, or -1.
   var step = -1
@@ -103,7 +103,7 @@ final class BatchPrefetcher {
 
   /// Creates the prefetcher; with `inBackground` false, batches are prepared in line.
   ///
-  /// - Parameter hasCleanRows: whether each batch holds the clean images after the views.
+  /// - Parameter hasCleanRows: whether each batch contains the clean images after the views.
   init(
     dataset: Dataset, sampler: ShardedSampler, seed: UInt64, inBackground: Bool,
     hasCleanRows: Bool = false

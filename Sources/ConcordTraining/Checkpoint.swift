@@ -43,7 +43,8 @@ enum Checkpoint {
     let optimizer = trainer.optimizer
     for slot in model.layout.slots {
       for (state, buffer) in zip(optimizer.kind.stateNames, optimizer.stateBuffers) {
-        file.append(tensor(optimizer.kind.tensorName(state: state, tensor: slot.name), slot, buffer))
+        file.append(
+          tensor(optimizer.kind.tensorName(state: state, tensor: slot.name), slot, buffer))
       }
     }
     if let target = model.target {
@@ -101,8 +102,8 @@ enum Checkpoint {
   /// Every check runs before any state changes, so a rejected file leaves `trainer` as it was.
   ///
   /// - Throws: ``UsageError`` when the checkpoint belongs to another model, task list,
-  ///   balancer, optimizer, batch size or seed; ``CheckpointError`` or `SafeTensorsError` when it is
-  ///   damaged or incomplete.
+  ///   balancer, optimizer, batch size or seed; ``CheckpointError`` or `SafeTensorsError` when
+  ///   it is damaged or incomplete.
   static func restore(_ trainer: Trainer, from bytes: [UInt8], path: String) throws {
     let file = try parse(bytes, path: path)
     try CheckpointContents.checkVersionAndChecksum(file, path: path)

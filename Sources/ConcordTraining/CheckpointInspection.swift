@@ -39,8 +39,10 @@ public enum CheckpointInspection {
   }
 
   /// Validates a Concord checkpoint against the model, balancer and optimizer its metadata
-  /// names, and returns it with that model, freshly initialised, for batches of up to
-  /// `capacity` view rows and the clean rows of the run's supervised view, as in training.
+  /// names, and returns it with that model, freshly initialised.
+  ///
+  /// The model takes batches of up to `capacity` view rows, and the clean rows of the run's
+  /// supervised view as in training.
   ///
   /// - Throws: ``CheckpointError`` naming the first missing or invalid part.
   static func validatedCheckpoint(_ file: SafeTensors, path: String, capacity: Int) throws

@@ -35,12 +35,12 @@ extension Trainer {
     }
     let warmup = warmupSteps(c, stepsPerEpoch: stepsPerEpoch)
     guard warmup <= totalSteps else {
-      let given =
+      let warmupFlag =
         c.warmupSteps > 0
         ? "--warmup-steps \(c.warmupSteps)"
         : "--warmup-epochs \(epochs) (\(warmup) steps of \(stepsPerEpoch) per epoch)"
       throw UsageError(
-        "\(given) is longer than the \(totalSteps) steps of this run: pass a warm-up of at "
+        "\(warmupFlag) is longer than the \(totalSteps) steps of this run: pass a warm-up of at "
           + "most \(totalSteps) steps")
     }
   }
@@ -57,6 +57,17 @@ extension Trainer {
         weightDecay: c.weightDecay ?? LARS.defaultWeightDecay,
         trustCoefficient: c.larsEta ?? LARS.defaultTrustCoefficient)
     }
+  }
+
+  /// The optimizer and the learning rate's schedule, as the start of a run prints them, such
+  /// as `optimizer lars, lr 2 cosine after 3 warm-up steps`.
+  var optimizationSummary: String {
+    let schedule = learningRateSchedule
+    var text =
+      "optimizer \(optimizer.kind.rawValue), lr \(String(format: "%g", Double(schedule.baseRate))) "
+      + schedule.kind.rawValue
+    if schedule.warmupSteps > 0 { text += " after \(schedule.warmupSteps) warm-up steps" }
+    return text
   }
 
   /// Returns the learning-rate schedule of `c` for a run of `totalSteps` steps.

@@ -557,7 +557,8 @@ public final class Trainer {
       "concord: \(communicator.size) rank(s), \(BLAS.threadCount) BLAS thread(s) per rank, "
         + "\(reducer.mode.rawValue) allreduce (fusion \(c.allreduceFusion.rawValue), "
         + "\(c.allreducePrecision.rawValue)), "
-        + "tasks \(c.tasks.map(\.rawValue).joined(separator: ",")), balancer \(c.balancer)")
+        + "tasks \(c.tasks.map(\.rawValue).joined(separator: ",")), balancer \(c.balancer), "
+        + optimizationSummary)
     log.print(
       "concord: \(trainSet.count) training images, global batch \(c.batchSize) "
         + "(\(c.batchSize / communicator.size) per rank), \(stepsPerEpoch) steps per epoch, "

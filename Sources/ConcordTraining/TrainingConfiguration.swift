@@ -101,9 +101,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var larsEta: Float? = nil
   /// The learning rate's decay after the warm-up.
   public var learningRateSchedule = ScheduleKind.constant
-  /// The warm-up in epochs, which may be fractional; 0 means none, or ``warmupSteps``.
+  /// The warm-up in epochs, which may be fractional; 0 means none unless ``warmupSteps`` is set.
   public var warmupEpochs: Double = 0
-  /// The warm-up in steps; 0 means none, or ``warmupEpochs``.
+  /// The warm-up in steps; 0 means none unless ``warmupEpochs`` is set.
   public var warmupSteps = 0
   /// The schedule of BYOL's target decay, which starts at ``targetDecay``.
   public var targetDecaySchedule = ScheduleKind.constant

@@ -4,7 +4,7 @@ import Testing
 
 @testable import ConcordModel
 
-/// A layout of one `[2, 2]` weight and one `[2]` bias, six parameters.
+/// Returns a layout of one `[2, 2]` weight and one `[2]` bias, six parameters.
 private func tinyLayout() -> ParameterLayout {
   var layout = ParameterLayout()
   layout.append("layer.weight", shape: [2, 2])
@@ -13,7 +13,7 @@ private func tinyLayout() -> ParameterLayout {
 }
 
 /// Runs `steps` LARS updates in Double with constant gradients and returns the parameters
-/// after the last one; weights are the tensors of more than one dimension.
+/// after the last one. Weights are the tensors of more than one dimension.
 private func referenceLARS(
   layout: ParameterLayout, start: [Double], gradients: [Double], steps: Int, rate: Double,
   momentum: Double, weightDecay: Double, eta: Double

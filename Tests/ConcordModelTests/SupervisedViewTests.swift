@@ -73,9 +73,9 @@ private func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
   return zip(a, b).map { abs($0 - $1) }.max().map { $0 / scale } ?? 0
 }
 
-/// With `clean`, the supervised loss and gradients are those of the clean rows alone, and the
-/// other tasks' gradients are those of the view rows alone: the clean rows add nothing to
-/// them, and their gradient with respect to the clean rows' features is zero.
+/// With `clean`, the supervised loss and gradients are those of the clean rows alone. The
+/// other tasks' gradients are those of the view rows alone, because the clean rows add
+/// nothing to them, and their gradient with respect to the clean rows' features is zero.
 @Test func cleanViewSeparatesTheRows() {
   let problem = CleanRowsProblem()
   let clean = CleanRowsProblem.makeModel(capacity: 12, view: .clean)

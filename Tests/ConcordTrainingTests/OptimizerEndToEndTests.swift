@@ -107,7 +107,8 @@ struct OptimizerEndToEndTests {
     #expect(evaluated.status == 0, "\(evaluated.standardError)")
     let again = try accuracies(other + "/eval.json")
     for key in ["test_accuracy", "knn_accuracy"] {
-      #expect(again[key] != nil && again[key] == atEnd[key], "\(key): \(again) vs \(atEnd)")
+      #expect(again[key] != nil, "\(key) is missing from \(again)")
+      #expect(again[key] == atEnd[key], "\(key): \(again) vs \(atEnd)")
     }
   }
 }
