@@ -42,12 +42,7 @@ let trainOptions: [TrainOption] = [
   ) { $0.optimizer = try namedCase($1, "--optimizer") },
   TrainOption(
     name: "--momentum", value: "X", help: "LARS momentum, in [0, 1) (default 0.9)"
-  ) { configuration, value in
-    guard let momentum = Float(value), momentum >= 0, momentum < 1 else {
-      throw UsageError("invalid --momentum \(value): pass a number in [0, 1) such as 0.9")
-    }
-    configuration.momentum = momentum
-  },
+  ) { $0.momentum = try belowOne($1, "--momentum", example: "0.9") },
   TrainOption(
     name: "--weight-decay", value: "X",
     help: "LARS weight decay of the weights, not the biases (default 1e-6)"
@@ -128,12 +123,7 @@ let trainOptions: [TrainOption] = [
   TrainOption(
     name: "--target-decay", value: "X",
     help: "BYOL target network moving-average decay, in [0, 1) (default 0.99)"
-  ) { configuration, value in
-    guard let decay = Float(value), decay >= 0, decay < 1 else {
-      throw UsageError("invalid --target-decay \(value): pass a number in [0, 1) such as 0.99")
-    }
-    configuration.targetDecay = decay
-  },
+  ) { $0.targetDecay = try belowOne($1, "--target-decay", example: "0.99") },
   TrainOption(
     name: "--target-decay-schedule", value: "constant|cosine",
     help: "BYOL target decay: constant, or from --target-decay up to 1 along a cosine "
@@ -313,6 +303,16 @@ private func unknownFlagMessage(_ flag: String) -> String {
 private func positive(_ value: String, _ flag: String) throws -> Int {
   guard let number = Int(value), number > 0 else {
     throw UsageError("invalid \(flag) \(value): pass a whole number greater than 0")
+  }
+  return number
+}
+
+/// Returns `value` as a decay rate in `[0, 1)`.
+///
+/// - Throws: ``UsageError`` naming `flag` and `value`, with `example` as a valid value.
+private func belowOne(_ value: String, _ flag: String, example: String) throws -> Float {
+  guard let number = Float(value), number >= 0, number < 1 else {
+    throw UsageError("invalid \(flag) \(value): pass a number in [0, 1) such as \(example)")
   }
   return number
 }

@@ -73,6 +73,21 @@ private func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
   return zip(a, b).map { abs($0 - $1) }.max().map { $0 / scale } ?? 0
 }
 
+/// Checks that task `t` has the same loss, encoder gradient and head gradient in `model` as
+/// task `r` in `reference`, to rounding.
+private func expectSameTask(
+  _ model: MultiTaskModel, _ t: Int, as reference: MultiTaskModel, _ r: Int
+) {
+  let task = model.configuration.tasks[t]
+  let loss = reference.losses[r]
+  #expect(abs(model.losses[t] - loss) <= 1e-6 * abs(loss), "\(task) loss \(model.losses[t])")
+  let encoderError = relativeDifference(
+    encoderGradient(model, task: t), encoderGradient(reference, task: r))
+  #expect(encoderError < 1e-5, "\(task) encoder gradient differs by \(encoderError)")
+  let headError = relativeDifference(headGradient(model, task: t), headGradient(reference, task: r))
+  #expect(headError < 1e-5, "\(task) head gradient differs by \(headError)")
+}
+
 /// With `clean`, the supervised loss and gradients are those of the clean rows alone. The
 /// other tasks' gradients are those of the view rows alone, because the clean rows add
 /// nothing to them, and their gradient with respect to the clean rows' features is zero.
@@ -84,24 +99,14 @@ private func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
   // The supervised task alone on the 4 clean rows, read as 2 images of two views each.
   let supervised = CleanRowsProblem.makeModel(tasks: [.supervised], capacity: 4)
   problem.computeGradients(supervised, rows: 8..<12, pairCount: 2)
-  #expect(abs(clean.losses[0] - supervised.losses[0]) <= 1e-6 * abs(supervised.losses[0]))
-  let encoderError = relativeDifference(
-    encoderGradient(clean, task: 0), encoderGradient(supervised, task: 0))
-  #expect(encoderError < 1e-5, "supervised encoder gradient differs by \(encoderError)")
-  let headError = relativeDifference(
-    headGradient(clean, task: 0), headGradient(supervised, task: 0))
-  #expect(headError < 1e-5, "supervised head gradient differs by \(headError)")
+  expectSameTask(clean, 0, as: supervised, 0)
 
   // Every task on the 8 view rows alone.
   let views = CleanRowsProblem.makeModel(capacity: 8)
   problem.computeGradients(views, rows: 0..<8, pairCount: 4)
   for t in 1..<clean.taskCount {
     let task = clean.configuration.tasks[t]
-    #expect(abs(clean.losses[t] - views.losses[t]) <= 1e-6 * abs(views.losses[t]), "\(task)")
-    let error = relativeDifference(encoderGradient(clean, task: t), encoderGradient(views, task: t))
-    #expect(error < 1e-5, "\(task) encoder gradient differs by \(error)")
-    let head = relativeDifference(headGradient(clean, task: t), headGradient(views, task: t))
-    #expect(head < 1e-5, "\(task) head gradient differs by \(head)")
+    expectSameTask(clean, t, as: views, t)
     let onCleanRows = clean.encoder.featuresGradient(task: t, rows: 12).rows(8..<12).array
     #expect(onCleanRows.allSatisfy { $0 == 0 }, "\(task) has a gradient on the clean rows")
   }
@@ -117,12 +122,7 @@ private func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
   problem.computeGradients(both, rows: 0..<12, pairCount: 4, cleanRowCount: 4)
   let supervised = CleanRowsProblem.makeModel(tasks: [.supervised], capacity: 12)
   problem.computeGradients(supervised, rows: 0..<12, pairCount: 6)
-  #expect(abs(both.losses[0] - supervised.losses[0]) <= 1e-6 * abs(supervised.losses[0]))
-  let encoderError = relativeDifference(
-    encoderGradient(both, task: 0), encoderGradient(supervised, task: 0))
-  #expect(encoderError < 1e-5, "supervised encoder gradient differs by \(encoderError)")
-  let headError = relativeDifference(headGradient(both, task: 0), headGradient(supervised, task: 0))
-  #expect(headError < 1e-5, "supervised head gradient differs by \(headError)")
+  expectSameTask(both, 0, as: supervised, 0)
 }
 
 /// Every task's gradient matches finite differences of its loss on a batch with clean rows.
