@@ -10,11 +10,13 @@ extension Trainer {
     c.warmupSteps > 0 ? c.warmupSteps : Int((c.warmupEpochs * Double(stepsPerEpoch)).rounded())
   }
 
-  /// Rejects optimizer and schedule settings that contradict each other or do not fit in
-  /// the run's `totalSteps`.
+  /// Rejects optimizer, schedule and supervised-view settings that contradict each other or
+  /// do not fit in the run's `totalSteps`.
   ///
   /// - Throws: ``UsageError`` naming the flag, the value and what to pass instead.
-  static func checkOptimization(_ c: TrainingConfiguration, stepsPerEpoch: Int, totalSteps: Int)
+  static func checkOptimizationSettings(
+    _ c: TrainingConfiguration, stepsPerEpoch: Int, totalSteps: Int
+  )
     throws
   {
     if c.optimizer != .lars {
@@ -26,6 +28,13 @@ extension Trainer {
           "\(flag) applies to --optimizer lars only, and this run uses --optimizer "
             + "\(c.optimizer.rawValue): pass --optimizer lars or leave out \(flag)")
       }
+    }
+    // Clean rows cost encoder work, which only the supervised head would use.
+    if c.supervisedView != .augmented && !c.tasks.contains(.supervised) {
+      throw UsageError(
+        "--supervised-view \(c.supervisedView.rawValue) chooses the images of the supervised "
+          + "task, which --tasks \(c.tasks.map(\.rawValue).joined(separator: ",")) leaves out: "
+          + "add supervised to --tasks or leave out --supervised-view")
     }
     let epochs = String(format: "%g", c.warmupEpochs)
     if c.warmupSteps > 0 && c.warmupEpochs > 0 {

@@ -143,7 +143,7 @@ public final class Trainer {
         "--dump-gradients \(c.dumpGradientsStep) is not a step of this run, which ends at step "
           + "\(totalSteps): pass a step below \(totalSteps)")
     }
-    try Self.checkOptimization(c, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+    try Self.checkOptimizationSettings(c, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
 
     let localBatch = c.batchSize / communicator.size
     let modelConfiguration = c.modelConfiguration(

@@ -151,6 +151,10 @@ private let catalogue: [BadInput] = [
     "unknown supervised view", .twoRanks, train("--supervised-view", "noisy"), exit: 2,
     ["--supervised-view noisy", "augmented, clean or both"]),
   BadInput(
+    "clean view without the supervised task", .twoRanks,
+    train("--supervised-view", "clean", "--tasks", "simclr,byol"), exit: 2,
+    ["--supervised-view clean", "--tasks simclr,byol"]),
+  BadInput(
     "out that is a file", .twoRanks, train("--out", "ROOT/file"), exit: 2,
     ["--out ROOT/file", "not a folder"], prepare: write("a file", "file")),
   BadInput(
