@@ -25,8 +25,15 @@ import Foundation
 /// Random streams are keyed by the step, so the data order, the augmentations and the
 /// PCGrad order of a resumed run follow from `step` alone.
 enum Checkpoint {
-  /// The version of the layout above; a file with another version is rejected.
+  /// The version of the layout above with Adam's state; a file with another version is
+  /// rejected.
   static let formatVersion = "2"
+  /// The version of the layout above with LARS's state.
+  ///
+  /// Adam checkpoints keep ``formatVersion``, so that Concord versions from before LARS still
+  /// read them, while those versions reject a LARS checkpoint by its version instead of
+  /// calling it damaged.
+  static let larsFormatVersion = "3"
 
   /// Writes the state of `trainer` to `path`, then removes checkpoints beyond `--keep`.
   ///
@@ -68,7 +75,7 @@ enum Checkpoint {
     let encoder = JSONEncoder()
     encoder.outputFormatting = .sortedKeys
     file.metadata = [
-      "format_version": formatVersion,
+      "format_version": optimizer.kind == .lars ? larsFormatVersion : formatVersion,
       "step": String(trainer.step),
       "epoch": String(trainer.step / trainer.stepsPerEpoch),
       "tasks": trainer.configuration.tasks.map(\.rawValue).joined(separator: ","),

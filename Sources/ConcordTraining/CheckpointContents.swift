@@ -124,10 +124,12 @@ struct CheckpointContents {
   /// - Throws: ``CheckpointError`` naming `path`, the value found and the value expected.
   static func checkVersionAndChecksum(_ file: SafeTensors, path: String) throws {
     let version = file.metadata["format_version"] ?? "missing"
-    guard version == Checkpoint.formatVersion else {
+    let versions = [Checkpoint.formatVersion, Checkpoint.larsFormatVersion]
+    guard versions.contains(version) else {
       throw CheckpointError(
-        "\(path): checkpoint format version \(version), expected \(Checkpoint.formatVersion): "
-          + "resume or evaluate with the Concord version that wrote it")
+        "\(path): checkpoint format version \(version), expected "
+          + "\(versions.joined(separator: " or ")): resume or evaluate with the Concord version "
+          + "that wrote it")
     }
     try checkChecksum(file, path: path, isRequired: true)
   }

@@ -46,6 +46,7 @@ struct OptimizerEndToEndTests {
     #expect(differing.isEmpty, "tensors that differ after resuming: \(differing)")
     #expect(a.tensor(named: "lars.momentum.encoder.0.weight") != nil)
     #expect(try a.int64s("lars.step") == [12])
+    #expect(a.metadata["format_version"] == "3")
     #expect(!a.tensors.contains { $0.name.hasPrefix("adam.") })
 
     // The line of step s reports the rate of its last update, the one at step s - 1.
