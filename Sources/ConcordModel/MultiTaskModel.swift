@@ -76,8 +76,12 @@ public final class MultiTaskModel {
   public let targetLayout: ParameterLayout
   /// For each task, the range of its head in ``parameters``.
   public let headRanges: [Range<Int>]
-  /// The largest number of rows (two views per image) a batch may have.
+  /// The largest number of rows (two views per image, and a clean one with
+  /// ``supervisedView`` `clean` or `both`) a batch may have.
   public let capacity: Int
+  /// The images that the supervised head trains on. Batches have clean rows unless it is
+  /// ``SupervisedView/augmented``.
+  public let supervisedView: SupervisedView
   private let ones: FloatBuffer
   private let blockSums: UnsafeMutablePointer<Double>
   private let byolProjectorRange: Range<Int>?
@@ -86,12 +90,23 @@ public final class MultiTaskModel {
   ///
   /// - Parameters:
   ///   - configuration: the shape.
-  ///   - capacity: the largest batch in rows: twice the local batch of images.
+  ///   - capacity: the largest batch in rows: twice the local batch of images, or three times
+  ///     with clean rows.
   ///   - seed: the run's seed; every rank that passes the same seed gets the same parameters.
-  public init(configuration: ModelConfiguration, capacity: Int, seed: UInt64) {
+  ///   - supervisedView: the images that the supervised head trains on.
+  public init(
+    configuration: ModelConfiguration, capacity: Int, seed: UInt64,
+    supervisedView: SupervisedView = .augmented
+  ) {
     precondition(!configuration.tasks.isEmpty, "a model needs at least one task")
+    precondition(
+      supervisedView == .augmented || capacity % 3 == 0,
+      "capacity \(capacity) is not 3 rows per image for supervised view \(supervisedView)")
     self.configuration = configuration
     self.capacity = capacity
+    self.supervisedView = supervisedView
+    // The heads of the other tasks read the two views alone.
+    let viewCapacity = capacity / supervisedView.rowsPerImage * 2
     let taskCount = configuration.tasks.count
     let widths = [configuration.inputSize] + configuration.hiddenSizes
 
@@ -187,7 +202,7 @@ public final class MultiTaskModel {
         heads.append(
           SimCLRHead(
             projector: [trainable("simclr.projector.0"), trainable("simclr.projector.1")],
-            temperature: configuration.temperature, capacity: capacity, ones: ones))
+            temperature: configuration.temperature, capacity: viewCapacity, ones: ones))
       case .byol:
         heads.append(
           BYOLHead(
@@ -195,11 +210,11 @@ public final class MultiTaskModel {
             predictor: [trainable("byol.predictor.0"), trainable("byol.predictor.1")],
             targetEncoder: (0..<(widths.count - 1)).map { targetLinear("encoder.\($0)") },
             targetProjector: [targetLinear("byol.projector.0"), targetLinear("byol.projector.1")],
-            capacity: capacity, ones: ones))
+            capacity: viewCapacity, ones: ones))
       case .augpred:
         heads.append(
           AugmentationPredictionHead(
-            classifier: trainable("augpred.classifier"), capacity: capacity, ones: ones))
+            classifier: trainable("augpred.classifier"), capacity: viewCapacity, ones: ones))
       }
     }
     self.heads = heads
@@ -267,16 +282,30 @@ public final class MultiTaskModel {
   @discardableResult
   public func forward(batch: TaskBatch) -> Matrix {
     let rows = batch.input.rows
-    precondition(rows == 2 * batch.pairCount && rows <= capacity, "batch of \(rows) rows")
+    let cleanRows = supervisedView == .augmented ? 0 : batch.pairCount
+    precondition(
+      batch.cleanRowCount == cleanRows && rows == 2 * batch.pairCount + cleanRows
+        && rows <= capacity,
+      "batch of \(rows) rows with \(batch.cleanRowCount) clean rows for supervised view "
+        + "\(supervisedView.rawValue)")
     return encoder.forward(batch.input)
   }
 
   /// Computes task `task`'s loss, its head's gradients and its gradient on the features,
   /// after ``forward(batch:)``: the second part of ``computeTaskGradients(batch:)``.
+  ///
+  /// The head reads the view rows, or for the supervised task the rows of ``supervisedView``,
+  /// and the task's gradient on the other rows is zero.
   public func computeHeadGradients(task: Int, features: Matrix, batch: TaskBatch) {
+    let rows =
+      heads[task].task == .supervised
+      ? supervisedView.rows(pairCount: batch.pairCount) : 0..<(2 * batch.pairCount)
+    let featuresGradient = encoder.featuresGradient(task: task, rows: features.rows)
     let loss = heads[task].lossAndGradients(
-      features: features, batch: batch,
-      featuresGradient: encoder.featuresGradient(task: task, rows: features.rows))
+      features: features.rows(rows), batch: batch.restricted(to: rows),
+      featuresGradient: featuresGradient.rows(rows))
+    featuresGradient.rows(0..<rows.lowerBound).fill(0)
+    featuresGradient.rows(rows.upperBound..<features.rows).fill(0)
     reduceBuffer.baseAddress[lossOffset + task] = loss
   }
 

@@ -14,25 +14,45 @@ public enum TaskKind: String, CaseIterable, Sendable, Codable {
 
 /// The local batch as the task heads see it: both views of `pairCount` images.
 ///
-/// Row `i` and row `i + pairCount` are the two views of the same image.
+/// Row `i` and row `i + pairCount` are the two views of the same image. With
+/// ``SupervisedView/clean`` or ``SupervisedView/both``, row `2 * pairCount + i` is the clean
+/// image.
 public struct TaskBatch {
-  /// The views, `[2 * pairCount, inputSize]`: first views, then second views.
+  /// The views, `[2 * pairCount + cleanRowCount, inputSize]`: first views, second views, then
+  /// the clean images, if any.
   public var input: Matrix
-  /// The class label of each row (labels repeat for the second views), `2 * pairCount` values.
+  /// The class label of each row (labels repeat for the second views and the clean images),
+  /// `2 * pairCount + cleanRowCount` values.
   public var labels: UnsafePointer<Int32>
-  /// Whether each augmentation kind made each row, `[2 * pairCount, augmentationCount]`, 0 or 1.
+  /// Whether each augmentation kind made each view, `[2 * pairCount, augmentationCount]`, 0
+  /// or 1.
   public var augmentationLabels: Matrix
-  /// The number of images; the batch has twice as many rows.
+  /// The number of images; the batch has twice as many view rows.
   public var pairCount: Int
+  /// The number of clean rows after the views: 0, or `pairCount`.
+  public var cleanRowCount: Int
 
   /// Creates a batch description over existing views.
   public init(
-    input: Matrix, labels: UnsafePointer<Int32>, augmentationLabels: Matrix, pairCount: Int
+    input: Matrix, labels: UnsafePointer<Int32>, augmentationLabels: Matrix, pairCount: Int,
+    cleanRowCount: Int = 0
   ) {
     self.input = input
     self.labels = labels
     self.augmentationLabels = augmentationLabels
     self.pairCount = pairCount
+    self.cleanRowCount = cleanRowCount
+  }
+
+  /// Returns the batch restricted to `rows`: the input and labels of those rows, the same
+  /// augmentation labels and image count.
+  ///
+  /// Only the supervised head reads a restriction that is not the `2 * pairCount` view rows,
+  /// and it reads only the input and the labels.
+  func restricted(to rows: Range<Int>) -> TaskBatch {
+    TaskBatch(
+      input: input.rows(rows), labels: labels + rows.lowerBound,
+      augmentationLabels: augmentationLabels, pairCount: pairCount)
   }
 }
 
@@ -45,9 +65,11 @@ public protocol TaskHead: AnyObject {
   /// gradient of the loss with respect to the features.
   ///
   /// - Parameters:
-  ///   - features: the encoder output, `[2 * batch.pairCount, featureSize]`.
+  ///   - features: the encoder output of the rows the head reads: `[2 * batch.pairCount,
+  ///     featureSize]`, except for the supervised head, which may read clean rows too (see
+  ///     ``SupervisedView``).
   ///   - batch: the inputs, labels and augmentation labels of the same rows.
-  ///   - featuresGradient: `[2 * batch.pairCount, featureSize]`, overwritten.
+  ///   - featuresGradient: the shape of `features`, overwritten.
   /// - Returns: the loss, a mean over the local batch.
   func lossAndGradients(features: Matrix, batch: TaskBatch, featuresGradient: Matrix) -> Float
 }

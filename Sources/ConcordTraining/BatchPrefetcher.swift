@@ -3,23 +3,29 @@ import ConcordModel
 import ConcordTensors
 import Foundation
 
-/// One step's inputs as the model reads them: both views stacked, labels repeated.
+/// One step's inputs as the model reads them: both views stacked, labels repeated, and
+/// optionally the clean images after them.
 final class BatchSlot: @unchecked Sendable {
   let loader: BatchLoader
-  /// The views, `[2b, pixels]`: rows `0..<b` first views, `b..<2b` second views.
+  /// The views, `[2b, pixels]`: rows `0..<b` first views, `b..<2b` second views; with clean
+  /// rows, `[3b, pixels]` with the images as the dataset stores them in rows `2b..<3b`.
   let input: Matrix
-  /// The class label of each row, `2b` values.
+  /// The class label of each row, `2b` or `3b` values.
   let labels: UnsafeMutablePointer<Int32>
-  /// The augmentation labels of each row, `[2b, kinds]`.
+  /// The augmentation labels of each view, `[2b, kinds]`.
   let augmentationLabels: Matrix
+  /// Whether the slot contains the clean images after the views.
+  let hasCleanRows: Bool
   /// The step whose inputs the slot holds, or -1.
   var step = -1
 
-  init(dataset: Dataset, sampler: ShardedSampler, seed: UInt64) {
+  init(dataset: Dataset, sampler: ShardedSampler, seed: UInt64, hasCleanRows: Bool) {
     loader = BatchLoader(dataset: dataset, sampler: sampler, seed: seed)
+    self.hasCleanRows = hasCleanRows
     let b = sampler.localBatchSize
-    input = Matrix(rows: 2 * b, columns: dataset.pixelCount)
-    labels = .allocate(capacity: 2 * b)
+    let rows = (hasCleanRows ? 3 : 2) * b
+    input = Matrix(rows: rows, columns: dataset.pixelCount)
+    labels = .allocate(capacity: rows)
     augmentationLabels = Matrix(rows: 2 * b, columns: AugmentationKind.allCases.count)
   }
 
@@ -30,7 +36,7 @@ final class BatchSlot: @unchecked Sendable {
   /// Loads and augments the local batch of `step`.
   func fill(step: Int) {
     let b = loader.localBatchSize
-    loader.load(step: step)
+    let loaded = loader.load(step: step)
     input.rows(0..<b).copy(from: loader.view1)
     input.rows(b..<(2 * b)).copy(from: loader.view2)
     augmentationLabels.rows(0..<b).copy(from: loader.augmentationLabels1)
@@ -39,13 +45,21 @@ final class BatchSlot: @unchecked Sendable {
       labels[i] = loader.labels[i]
       labels[b + i] = loader.labels[i]
     }
+    if hasCleanRows {
+      let dataset = loader.dataset
+      for (row, index) in loaded.indices.enumerated() {
+        input.row(2 * b + row).baseAddress!.update(
+          from: dataset.image(index), count: dataset.pixelCount)
+        labels[2 * b + row] = loader.labels[row]
+      }
+    }
     self.step = step
   }
 
   var batch: TaskBatch {
     TaskBatch(
       input: input, labels: labels, augmentationLabels: augmentationLabels,
-      pairCount: loader.localBatchSize)
+      pairCount: loader.localBatchSize, cleanRowCount: hasCleanRows ? loader.localBatchSize : 0)
   }
 }
 
@@ -88,11 +102,16 @@ final class BatchPrefetcher {
   private var isPending = false
 
   /// Creates the prefetcher; with `inBackground` false, batches are prepared in line.
-  init(dataset: Dataset, sampler: ShardedSampler, seed: UInt64, inBackground: Bool) {
+  ///
+  /// - Parameter hasCleanRows: whether each batch contains the clean images after the views.
+  init(
+    dataset: Dataset, sampler: ShardedSampler, seed: UInt64, inBackground: Bool,
+    hasCleanRows: Bool = false
+  ) {
     isBackground = inBackground
     shared = Shared(
       slots: (0..<(inBackground ? 2 : 1)).map { _ in
-        BatchSlot(dataset: dataset, sampler: sampler, seed: seed)
+        BatchSlot(dataset: dataset, sampler: sampler, seed: seed, hasCleanRows: hasCleanRows)
       })
     if inBackground {
       let shared = shared

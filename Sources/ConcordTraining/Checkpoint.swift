@@ -6,13 +6,15 @@ import Foundation
 
 /// Checkpoints: everything the next step reads, in one safetensors file.
 ///
-/// Tensors: each parameter under its layout name (`encoder.0.weight`, ...), and Adam's
-/// moments under `adam.first_moment.<name>` and `adam.second_moment.<name>`. The BYOL target
+/// Tensors: each parameter under its layout name (`encoder.0.weight`, ...), and the
+/// optimizer's state: Adam's moments under `adam.first_moment.<name>` and
+/// `adam.second_moment.<name>`, or LARS's momentum under `lars.momentum.<name>`. The BYOL target
 /// is under `target.<name>`. The GradNorm task weights and initial losses are `F64` tensors
 /// `balancer.task_weights` and `balancer.initial_losses`, in double precision as the balancer
 /// keeps them, so that a resumed run continues bit for bit (`balancer.initial_losses` has
-/// shape `[0]` until the first balanced step). The counters `step`, `adam.step` and
-/// `consecutive_skips` (steps skipped in a row for non-finite values) are `I64` of shape `[1]`.
+/// shape `[0]` until the first balanced step). The counters `step`, the optimizer's update
+/// count `adam.step` or `lars.step`, and `consecutive_skips` (steps skipped in a row for
+/// non-finite values) are `I64` of shape `[1]`.
 ///
 /// The `__metadata__` map holds `format_version`, `step`, `epoch`, `tasks`, `balancer`,
 /// `world_size` (the rank count that wrote it, for information), `configuration` (the resolved
@@ -23,8 +25,15 @@ import Foundation
 /// Random streams are keyed by the step, so the data order, the augmentations and the
 /// PCGrad order of a resumed run follow from `step` alone.
 enum Checkpoint {
-  /// The version of the layout above; a file with another version is rejected.
+  /// The version of the layout above with Adam's state; a file with another version is
+  /// rejected.
   static let formatVersion = "2"
+  /// The version of the layout above with LARS's state.
+  ///
+  /// Adam checkpoints keep ``formatVersion``, so that Concord versions from before LARS still
+  /// read them, while those versions reject a LARS checkpoint by its version instead of
+  /// calling it damaged.
+  static let larsFormatVersion = "3"
 
   /// Writes the state of `trainer` to `path`, then removes checkpoints beyond `--keep`.
   ///
@@ -38,9 +47,12 @@ enum Checkpoint {
     for slot in model.layout.slots {
       file.append(tensor(slot.name, slot, model.parameters))
     }
+    let optimizer = trainer.optimizer
     for slot in model.layout.slots {
-      file.append(tensor("adam.first_moment." + slot.name, slot, trainer.optimizer.firstMoment))
-      file.append(tensor("adam.second_moment." + slot.name, slot, trainer.optimizer.secondMoment))
+      for (state, buffer) in zip(optimizer.kind.stateNames, optimizer.stateBuffers) {
+        file.append(
+          tensor(optimizer.kind.tensorName(state: state, tensor: slot.name), slot, buffer))
+      }
     }
     if let target = model.target {
       for slot in model.targetLayout.slots { file.append(tensor(slot.name, slot, target)) }
@@ -54,7 +66,7 @@ enum Checkpoint {
       SafeTensors.Tensor(
         name: "balancer.initial_losses", shape: [initialLosses.count], doubles: initialLosses))
     file.append(counter("step", trainer.step))
-    file.append(counter("adam.step", trainer.optimizer.stepCount))
+    file.append(counter(optimizer.kind.stepCounterName, optimizer.stepCount))
     file.append(counter("consecutive_skips", trainer.consecutiveSkips))
 
     var resolved = trainer.configuration
@@ -63,7 +75,7 @@ enum Checkpoint {
     let encoder = JSONEncoder()
     encoder.outputFormatting = .sortedKeys
     file.metadata = [
-      "format_version": formatVersion,
+      "format_version": optimizer.kind == .lars ? larsFormatVersion : formatVersion,
       "step": String(trainer.step),
       "epoch": String(trainer.step / trainer.stepsPerEpoch),
       "tasks": trainer.configuration.tasks.map(\.rawValue).joined(separator: ","),
@@ -97,8 +109,8 @@ enum Checkpoint {
   /// Every check runs before any state changes, so a rejected file leaves `trainer` as it was.
   ///
   /// - Throws: ``UsageError`` when the checkpoint belongs to another model, task list,
-  ///   balancer, batch size or seed; ``CheckpointError`` or `SafeTensorsError` when it is
-  ///   damaged or incomplete.
+  ///   balancer, optimizer, batch size or seed; ``CheckpointError`` or `SafeTensorsError` when
+  ///   it is damaged or incomplete.
   static func restore(_ trainer: Trainer, from bytes: [UInt8], path: String) throws {
     let file = try parse(bytes, path: path)
     try CheckpointContents.checkVersionAndChecksum(file, path: path)
@@ -106,17 +118,20 @@ enum Checkpoint {
     try checkCompatible(file, trainer.configuration, path: path)
     try checkShapes(file, model: trainer.model, path: path)
     let kind = trainer.balancer.kind
+    let optimizer = trainer.optimizer
     let contents = try CheckpointContents(
-      validating: file, model: trainer.model, balancer: kind, path: path)
+      validating: file, model: trainer.model, balancer: kind, optimizer: optimizer.kind,
+      path: path)
 
     // Everything is validated: from here on nothing can fail.
     let model = trainer.model
     for slot in model.layout.slots {
       contents.load(slot.name, into: elements(slot, model.parameters))
-      contents.load(
-        "adam.first_moment." + slot.name, into: elements(slot, trainer.optimizer.firstMoment))
-      contents.load(
-        "adam.second_moment." + slot.name, into: elements(slot, trainer.optimizer.secondMoment))
+      for (state, buffer) in zip(optimizer.kind.stateNames, optimizer.stateBuffers) {
+        contents.load(
+          optimizer.kind.tensorName(state: state, tensor: slot.name),
+          into: elements(slot, buffer))
+      }
     }
     if let target = model.target {
       for slot in model.targetLayout.slots {
@@ -126,7 +141,7 @@ enum Checkpoint {
     trainer.balancer.taskWeights = contents.taskWeights
     trainer.balancer.initialLosses = contents.initialLosses
     trainer.step = contents.step
-    trainer.optimizer.stepCount = contents.adamStep
+    optimizer.stepCount = contents.optimizerStep
     trainer.consecutiveSkips = contents.consecutiveSkips
   }
 
@@ -171,7 +186,7 @@ enum Checkpoint {
   }
 
   /// Checks that the checkpoint was written for the same tasks, encoder widths, balancer,
-  /// global batch size and seed.
+  /// optimizer, global batch size and seed.
   ///
   /// The rank count may differ.
   ///
@@ -190,6 +205,7 @@ enum Checkpoint {
         configuration.hiddenSizes.map(String.init).joined(separator: ",")
       ),
       ("--balancer", saved.balancer, configuration.balancer),
+      ("--optimizer", saved.optimizer.rawValue, configuration.optimizer.rawValue),
       ("--batch-size", String(saved.batchSize), String(configuration.batchSize)),
       ("--seed", String(saved.seed), String(configuration.seed)),
     ]

@@ -15,8 +15,9 @@ struct CheckpointContents {
   let file: SafeTensors
   /// The optimizer steps done.
   let step: Int
-  /// Adam's step count `t`, at most ``step`` because skipped steps do not update.
-  let adamStep: Int
+  /// The optimizer's update count (Adam's `t`), at most ``step`` because skipped steps do not
+  /// update.
+  let optimizerStep: Int
   /// The steps skipped in a row for non-finite losses or gradients before ``step``.
   let consecutiveSkips: Int
   /// The task weights, one per task.
@@ -24,11 +25,13 @@ struct CheckpointContents {
   /// The initial losses, one per task, or nil before the first balanced step.
   let initialLosses: [Double]?
 
-  /// Checks that `file` contains the complete state of `model` trained with balancer `kind`.
+  /// Checks that `file` contains the complete state of `model` trained with balancer `kind`
+  /// and `optimizer`.
   ///
   /// - Throws: ``CheckpointError`` naming `path` and the first tensor or value at fault.
   init(
-    validating file: SafeTensors, model: MultiTaskModel, balancer kind: BalancerKind, path: String
+    validating file: SafeTensors, model: MultiTaskModel, balancer kind: BalancerKind,
+    optimizer: OptimizerKind, path: String
   )
     throws
   {
@@ -41,14 +44,17 @@ struct CheckpointContents {
     var expected: [(name: String, dtype: SafeTensors.DType, shape: [Int]?)] = []
     for slot in model.layout.slots { expected.append((slot.name, .f32, slot.shape)) }
     for slot in model.layout.slots {
-      expected.append(("adam.first_moment." + slot.name, .f32, slot.shape))
-      expected.append(("adam.second_moment." + slot.name, .f32, slot.shape))
+      for state in optimizer.stateNames {
+        expected.append((optimizer.tensorName(state: state, tensor: slot.name), .f32, slot.shape))
+      }
     }
     for slot in model.targetLayout.slots { expected.append((slot.name, .f32, slot.shape)) }
     expected.append(("balancer.task_weights", .f64, [t]))
     // The initial losses are [0] or [T]; their count is checked below.
     expected.append(("balancer.initial_losses", .f64, nil))
-    for name in ["step", "adam.step", "consecutive_skips"] { expected.append((name, .i64, [1])) }
+    for name in ["step", optimizer.stepCounterName, "consecutive_skips"] {
+      expected.append((name, .i64, [1]))
+    }
 
     for (name, dtype, shape) in expected {
       guard let tensor = file.tensor(named: name) else {
@@ -68,11 +74,12 @@ struct CheckpointContents {
     }
 
     let step = Int(try file.int64s("step")[0])
-    let adamStep = Int(try file.int64s("adam.step")[0])
+    let optimizerStep = Int(try file.int64s(optimizer.stepCounterName)[0])
     let skips = Int(try file.int64s("consecutive_skips")[0])
-    guard step >= 0, (0...step).contains(adamStep), (0...step).contains(skips) else {
+    guard step >= 0, (0...step).contains(optimizerStep), (0...step).contains(skips) else {
       throw damaged(
-        "invalid counters: step \(step), adam.step \(adamStep), consecutive_skips \(skips)")
+        "invalid counters: step \(step), \(optimizer.stepCounterName) \(optimizerStep), "
+          + "consecutive_skips \(skips)")
     }
     if let text = file.metadata["step"], text != String(step) {
       throw damaged("__metadata__ step is \(text) but tensor step is \(step)")
@@ -93,7 +100,7 @@ struct CheckpointContents {
 
     self.file = file
     self.step = step
-    self.adamStep = adamStep
+    self.optimizerStep = optimizerStep
     consecutiveSkips = skips
     taskWeights = weights
     initialLosses = initial.isEmpty ? nil : initial
@@ -117,10 +124,12 @@ struct CheckpointContents {
   /// - Throws: ``CheckpointError`` naming `path`, the value found and the value expected.
   static func checkVersionAndChecksum(_ file: SafeTensors, path: String) throws {
     let version = file.metadata["format_version"] ?? "missing"
-    guard version == Checkpoint.formatVersion else {
+    let versions = [Checkpoint.formatVersion, Checkpoint.larsFormatVersion]
+    guard versions.contains(version) else {
       throw CheckpointError(
-        "\(path): checkpoint format version \(version), expected \(Checkpoint.formatVersion): "
-          + "resume or evaluate with the Concord version that wrote it")
+        "\(path): checkpoint format version \(version), expected "
+          + "\(versions.joined(separator: " or ")): resume or evaluate with the Concord version "
+          + "that wrote it")
     }
     try checkChecksum(file, path: path, isRequired: true)
   }

@@ -38,8 +38,11 @@ public enum CheckpointInspection {
     return lines
   }
 
-  /// Validates a Concord checkpoint against the model and balancer its metadata names, and
-  /// returns it with that model, freshly initialised, for batches of up to `capacity` rows.
+  /// Validates a Concord checkpoint against the model, balancer and optimizer its metadata
+  /// names, and returns it with that model, freshly initialised.
+  ///
+  /// The model takes batches of up to `capacity` view rows, and the clean rows of the run's
+  /// supervised view as in training.
   ///
   /// - Throws: ``CheckpointError`` naming the first missing or invalid part.
   static func validatedCheckpoint(_ file: SafeTensors, path: String, capacity: Int) throws
@@ -53,9 +56,13 @@ public enum CheckpointInspection {
           + "is damaged")
     }
     try Checkpoint.checkLoadedFinite(file, path: path)
-    let model = MultiTaskModel(configuration: shape, capacity: capacity, seed: configuration.seed)
+    let view = configuration.supervisedView
+    let model = MultiTaskModel(
+      configuration: shape, capacity: capacity / 2 * view.rowsPerImage, seed: configuration.seed,
+      supervisedView: view)
     let contents = try CheckpointContents(
-      validating: file, model: model, balancer: kind, path: path)
+      validating: file, model: model, balancer: kind, optimizer: configuration.optimizer,
+      path: path)
     return (contents, model)
   }
 }

@@ -41,7 +41,7 @@ extension Trainer {
 
   /// Checks that every rank has the same state, by comparing one checksum per rank.
   ///
-  /// Every rank must call it. The checksum covers the parameters, Adam's moments, the BYOL
+  /// Every rank must call it. The checksum covers the parameters, the optimizer's state, the BYOL
   /// target, the task weights and the step. Only when the checksums differ do the ranks
   /// compare one checksum per tensor, in checkpoint order, to name the first tensor that
   /// differs.
@@ -52,8 +52,7 @@ extension Trainer {
   func verifyRanksAgree(printing: Bool = true) throws {
     var checksum = StateChecksum()
     checksum.add(model.parameters)
-    checksum.add(optimizer.firstMoment)
-    checksum.add(optimizer.secondMoment)
+    for buffer in optimizer.stateBuffers { checksum.add(buffer) }
     if let target = model.target { checksum.add(target) }
     checksum.add(balancer.taskWeights)
     checksum.add(step)
@@ -102,9 +101,11 @@ extension Trainer {
     for slot in model.layout.slots {
       tensors.append((slot.name, bytes(slot, model.parameters)))
     }
+    let kind = optimizer.kind
     for slot in model.layout.slots {
-      tensors.append(("adam.first_moment." + slot.name, bytes(slot, optimizer.firstMoment)))
-      tensors.append(("adam.second_moment." + slot.name, bytes(slot, optimizer.secondMoment)))
+      for (state, buffer) in zip(kind.stateNames, optimizer.stateBuffers) {
+        tensors.append((kind.tensorName(state: state, tensor: slot.name), bytes(slot, buffer)))
+      }
     }
     if let target = model.target {
       for slot in model.targetLayout.slots { tensors.append((slot.name, bytes(slot, target))) }

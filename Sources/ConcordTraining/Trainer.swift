@@ -42,7 +42,11 @@ public final class Trainer {
   let prefetcher: BatchPrefetcher
   let model: MultiTaskModel
   var balancer: any GradientBalancer
-  let optimizer: Adam
+  let optimizer: any Optimizer
+  /// The learning rate of each step.
+  let learningRateSchedule: LearningRateSchedule
+  /// BYOL's target decay at each step.
+  let targetDecaySchedule: TargetDecaySchedule
   let totalSteps: Int
   let stepsPerEpoch: Int
   var step = 0
@@ -127,20 +131,22 @@ public final class Trainer {
     stepsPerEpoch = sampler.stepsPerEpoch
     prefetcher = BatchPrefetcher(
       dataset: trainSet, sampler: sampler, seed: c.seed,
-      inBackground: HostCores.hasSpareCore)
+      inBackground: HostCores.hasSpareCore, hasCleanRows: c.supervisedView != .augmented)
     totalSteps = c.steps > 0 ? c.steps : c.epochs * stepsPerEpoch
     guard c.dumpGradientsStep < totalSteps else {
       throw UsageError(
         "--dump-gradients \(c.dumpGradientsStep) is not a step of this run, which ends at step "
           + "\(totalSteps): pass a step below \(totalSteps)")
     }
+    try Self.checkOptimizationSettings(c, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
 
     let localBatch = c.batchSize / communicator.size
     let modelConfiguration = c.modelConfiguration(
       inputSize: trainSet.height * trainSet.width, classCount: trainSet.classCount,
       augmentationCount: AugmentationKind.allCases.count)
     model = MultiTaskModel(
-      configuration: modelConfiguration, capacity: 2 * localBatch, seed: c.seed)
+      configuration: modelConfiguration, capacity: c.supervisedView.rowsPerImage * localBatch,
+      seed: c.seed, supervisedView: c.supervisedView)
     if c.simclrNegatives == .global,
       let head = model.heads.lazy.compactMap({ $0 as? SimCLRHead }).first
     {
@@ -156,7 +162,11 @@ public final class Trainer {
     balancer = kind.makeBalancer(
       taskCount: c.tasks.count, alpha: c.gradNormAlpha,
       weightLearningRate: c.gradNormLearningRate)
-    optimizer = Adam(parameterCount: model.layout.count, learningRate: c.learningRate)
+    optimizer = Self.makeOptimizer(c, layout: model.layout)
+    learningRateSchedule = Self.makeLearningRateSchedule(
+      c, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+    targetDecaySchedule = TargetDecaySchedule(
+      kind: c.targetDecaySchedule, baseDecay: c.targetDecay, totalSteps: totalSteps)
 
     let t = c.tasks.count
     gram = Array(repeating: 0, count: t * t)
@@ -311,20 +321,25 @@ public final class Trainer {
   }
 
   /// Rejects encoder widths whose training state alone would not fit in this host's memory:
-  /// parameters, update, Adam's two moments, the BYOL target and T per-task gradients.
+  /// parameters, update, the optimizer's state, the BYOL target and T per-task gradients,
+  /// and the encoder's activations and deltas for the local batch.
   static func checkMemory(_ c: TrainingConfiguration, inputSize: Int, ranks: Int) throws {
     let widths = [inputSize] + c.hiddenSizes
     var parameters = 0.0
     for (inputs, outputs) in zip(widths, widths.dropFirst()) {
       parameters += Double(inputs + 1) * Double(outputs)
     }
-    let bytes = parameters * 4 * Double(5 + c.tasks.count)
+    var bytes = parameters * 4 * Double(3 + c.optimizer.stateNames.count + c.tasks.count)
+    // Each layer keeps the activations of the online and the target encoder and T deltas,
+    // for the two views and, with --supervised-view clean or both, the clean image.
+    let rows = Double(c.supervisedView.rowsPerImage * (c.batchSize / max(ranks, 1)))
+    bytes += rows * Double(c.hiddenSizes.reduce(0, +)) * 4 * Double(2 + c.tasks.count)
     let available = Double(ProcessInfo.processInfo.physicalMemory) / Double(max(ranks, 1))
     guard bytes < available else {
       throw UsageError(
         "--hidden \(c.hiddenSizes.map(String.init).joined(separator: ",")) needs about "
           + "\(Int(bytes / 1e9)) GB per rank for the encoder alone, more than this host's "
-          + "\(Int(available / 1e9)) GB per rank: pass smaller widths")
+          + "\(Int(available / 1e9)) GB per rank: pass smaller widths or a smaller --batch-size")
     }
   }
 
@@ -419,10 +434,12 @@ public final class Trainer {
     try reducer.finish()
   }
 
-  /// Runs one optimizer step: local gradients, allreduce, balancing, Adam, BYOL target.
+  /// Runs one optimizer step: local gradients, allreduce, balancing, the optimizer, BYOL
+  /// target.
   func trainStep(localBatch b: Int) throws -> BalancingResult? {
     recorder.step = step
     defer { recorder.end() }
+    optimizer.learningRate = learningRateSchedule.rate(atStep: step)
     recorder.begin(.data)
     let slot = prefetcher.batch(step: step, next: step + 1 < totalSteps ? step + 1 : nil)
     let batch = slot.batch
@@ -439,7 +456,7 @@ public final class Trainer {
     reducer.begin()
     submitHeadGradients()
     recorder.begin(.encoderBackward)
-    model.backwardEncoder(rows: 2 * b, observer: reducer)
+    model.backwardEncoder(rows: batch.input.rows, observer: reducer)
 
     // The allreduce carries every task's gradients and losses: in one call, or one per task
     // (--allreduce-fusion per-task), and with bfloat16 gradients one more for the float32
@@ -502,7 +519,7 @@ public final class Trainer {
     optimizer.update(
       parameters: model.parameters.baseAddress, gradients: model.update.baseAddress,
       count: model.layout.count)
-    model.updateTarget(decay: configuration.targetDecay)
+    model.updateTarget(decay: targetDecaySchedule.decay(atStep: step))
     return result
   }
 
@@ -543,7 +560,8 @@ public final class Trainer {
       "concord: \(communicator.size) rank(s), \(BLAS.threadCount) BLAS thread(s) per rank, "
         + "\(reducer.mode.rawValue) allreduce (fusion \(c.allreduceFusion.rawValue), "
         + "\(c.allreducePrecision.rawValue)), "
-        + "tasks \(c.tasks.map(\.rawValue).joined(separator: ",")), balancer \(c.balancer)")
+        + "tasks \(c.tasks.map(\.rawValue).joined(separator: ",")), balancer \(c.balancer), "
+        + optimizationSummary)
     log.print(
       "concord: \(trainSet.count) training images, global batch \(c.batchSize) "
         + "(\(c.batchSize / communicator.size) per rank), \(stepsPerEpoch) steps per epoch, "
@@ -591,7 +609,8 @@ public final class Trainer {
     let weightText = weights.map { String(format: "%.3f", $0) }.joined(separator: " ")
     log.print(
       "step \(step)/\(totalSteps) epoch \(step == 0 ? 0 : (step - 1) / stepsPerEpoch) | loss \(lossText) "
-        + "| weights \(weightText) | \(String(format: "%.0f", samplesPerSecond)) samples/s "
+        + "| weights \(weightText) | lr \(String(format: "%.3g", Double(optimizer.learningRate))) "
+        + "| \(String(format: "%.0f", samplesPerSecond)) samples/s "
         + "| eta \(formatDuration(secondsLeft))")
   }
 

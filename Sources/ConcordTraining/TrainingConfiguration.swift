@@ -16,7 +16,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var steps = 0
   /// The global batch in images, split evenly over the ranks; each image gives two views.
   public var batchSize = 256
-  /// Adam's learning rate.
+  /// The optimizer's learning rate; with a schedule, its rate at the end of the warm-up.
   public var learningRate: Float = 1e-3
   /// The tasks that share the encoder.
   public var tasks: [TaskKind] = TaskKind.allCases
@@ -93,6 +93,26 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// Steps between comparisons of the ranks' state checksums; 0 compares only before each
   /// checkpoint and at the end of the run, which every value also does.
   public var verifyEvery = 0
+  /// The optimizer of the encoder and the heads.
+  public var optimizer = OptimizerKind.adam
+  /// LARS's momentum; nil means ``LARS/defaultMomentum``, and other optimizers reject a value.
+  public var momentum: Float? = nil
+  /// LARS's weight decay; nil means ``LARS/defaultWeightDecay``, and other optimizers reject
+  /// a value.
+  public var weightDecay: Float? = nil
+  /// LARS's trust coefficient eta; nil means ``LARS/defaultTrustCoefficient``, and other
+  /// optimizers reject a value.
+  public var larsEta: Float? = nil
+  /// The learning rate's decay after the warm-up.
+  public var learningRateSchedule = ScheduleKind.constant
+  /// The warm-up in epochs, which may be fractional; 0 means none unless ``warmupSteps`` is set.
+  public var warmupEpochs: Double = 0
+  /// The warm-up in steps; 0 means none unless ``warmupEpochs`` is set.
+  public var warmupSteps = 0
+  /// The schedule of BYOL's target decay, which starts at ``targetDecay``.
+  public var targetDecaySchedule = ScheduleKind.constant
+  /// The images that the supervised head trains on.
+  public var supervisedView = SupervisedView.augmented
 
   /// Creates the default configuration.
   public init() {}
@@ -179,6 +199,26 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     verifyEvery =
       try container.decodeIfPresent(type(of: verifyEvery).self, forKey: .verifyEvery)
       ?? verifyEvery
+    optimizer =
+      try container.decodeIfPresent(type(of: optimizer).self, forKey: .optimizer) ?? optimizer
+    momentum = try container.decodeIfPresent(Float.self, forKey: .momentum)
+    weightDecay = try container.decodeIfPresent(Float.self, forKey: .weightDecay)
+    larsEta = try container.decodeIfPresent(Float.self, forKey: .larsEta)
+    learningRateSchedule =
+      try container.decodeIfPresent(
+        type(of: learningRateSchedule).self, forKey: .learningRateSchedule) ?? learningRateSchedule
+    warmupEpochs =
+      try container.decodeIfPresent(type(of: warmupEpochs).self, forKey: .warmupEpochs)
+      ?? warmupEpochs
+    warmupSteps =
+      try container.decodeIfPresent(type(of: warmupSteps).self, forKey: .warmupSteps)
+      ?? warmupSteps
+    targetDecaySchedule =
+      try container.decodeIfPresent(
+        type(of: targetDecaySchedule).self, forKey: .targetDecaySchedule) ?? targetDecaySchedule
+    supervisedView =
+      try container.decodeIfPresent(type(of: supervisedView).self, forKey: .supervisedView)
+      ?? supervisedView
   }
 
   /// Returns the model shape that these settings describe, for a dataset of the given image size.

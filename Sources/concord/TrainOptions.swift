@@ -32,13 +32,51 @@ let trainOptions: [TrainOption] = [
     name: "--batch-size", value: "N",
     help: "global batch in images, split evenly over the ranks (default 256)"
   ) { $0.batchSize = try positive($1, "--batch-size") },
-  TrainOption(name: "--lr", value: "X", help: "Adam learning rate (default 0.001)") {
-    $0.learningRate = Float(try positiveReal($1, "--lr"))
+  TrainOption(
+    name: "--lr", value: "X",
+    help: "learning rate of the optimizer, after any warm-up (default 0.001)"
+  ) { $0.learningRate = Float(try positiveReal($1, "--lr")) },
+  TrainOption(
+    name: "--optimizer", value: "adam|lars",
+    help: "Adam, or LARS: SGD with momentum and a layer-wise trust ratio (default adam)"
+  ) { $0.optimizer = try namedCase($1, "--optimizer") },
+  TrainOption(
+    name: "--momentum", value: "X", help: "LARS momentum, in [0, 1) (default 0.9)"
+  ) { $0.momentum = try belowOne($1, "--momentum", example: "0.9") },
+  TrainOption(
+    name: "--weight-decay", value: "X",
+    help: "LARS weight decay of the weights, not the biases (default 1e-6)"
+  ) { $0.weightDecay = Float(try nonNegativeReal($1, "--weight-decay")) },
+  TrainOption(
+    name: "--lars-eta", value: "X", help: "LARS trust coefficient eta (default 0.001)"
+  ) { $0.larsEta = Float(try positiveReal($1, "--lars-eta")) },
+  TrainOption(
+    name: "--lr-schedule", value: "constant|cosine",
+    help: "learning rate after the warm-up: constant, or a cosine decay to 0 (default constant)"
+  ) { $0.learningRateSchedule = try namedCase($1, "--lr-schedule") },
+  TrainOption(
+    name: "--warmup-epochs", value: "E",
+    help: "linear warm-up of the learning rate from 0 over E epochs, fractions allowed "
+      + "(default 0)"
+  ) { $0.warmupEpochs = try nonNegativeReal($1, "--warmup-epochs") },
+  TrainOption(
+    name: "--warmup-steps", value: "N",
+    help: "linear warm-up of the learning rate from 0 over N steps (default 0)"
+  ) { configuration, value in
+    guard let steps = Int(value), steps >= 0 else {
+      throw UsageError("invalid --warmup-steps \(value): pass a whole number >= 0")
+    }
+    configuration.warmupSteps = steps
   },
   TrainOption(
     name: "--tasks", value: "LIST",
     help: "comma-separated tasks: supervised, simclr, byol, augpred (default all four)"
   ) { $0.tasks = try taskList($1) },
+  TrainOption(
+    name: "--supervised-view", value: "augmented|clean|both",
+    help: "images of the supervised head: the two augmented views, the un-augmented image, "
+      + "or all three (default augmented)"
+  ) { $0.supervisedView = try namedCase($1, "--supervised-view") },
   TrainOption(
     name: "--balancer", value: "NAME",
     help: "equal, gradnorm, pcgrad or pcgrad+gradnorm (default pcgrad+gradnorm)"
@@ -90,12 +128,12 @@ let trainOptions: [TrainOption] = [
   TrainOption(
     name: "--target-decay", value: "X",
     help: "BYOL target network moving-average decay, in [0, 1) (default 0.99)"
-  ) { configuration, value in
-    guard let decay = Float(value), decay >= 0, decay < 1 else {
-      throw UsageError("invalid --target-decay \(value): pass a number in [0, 1) such as 0.99")
-    }
-    configuration.targetDecay = decay
-  },
+  ) { $0.targetDecay = try belowOne($1, "--target-decay", example: "0.99") },
+  TrainOption(
+    name: "--target-decay-schedule", value: "constant|cosine",
+    help: "BYOL target decay: constant, or from --target-decay up to 1 along a cosine "
+      + "(default constant)"
+  ) { $0.targetDecaySchedule = try namedCase($1, "--target-decay-schedule") },
   TrainOption(
     name: "--gradnorm-alpha", value: "X", help: "GradNorm asymmetry alpha (default 1.5)"
   ) { configuration, value in
@@ -274,6 +312,23 @@ private func positive(_ value: String, _ flag: String) throws -> Int {
         "invalid \(flag) \(value): too large, pass a whole number from 1 to \(Int.max)")
     }
     throw UsageError("invalid \(flag) \(value): pass a whole number greater than 0")
+  }
+  return number
+}
+
+/// Returns `value` as a decay rate in `[0, 1)`.
+///
+/// - Throws: ``UsageError`` naming `flag` and `value`, with `example` as a valid value.
+private func belowOne(_ value: String, _ flag: String, example: String) throws -> Float {
+  guard let number = Float(value), number >= 0, number < 1 else {
+    throw UsageError("invalid \(flag) \(value): pass a number in [0, 1) such as \(example)")
+  }
+  return number
+}
+
+private func nonNegativeReal(_ value: String, _ flag: String) throws -> Double {
+  guard let number = Double(value), number >= 0, number.isFinite else {
+    throw UsageError("invalid \(flag) \(value): pass a number >= 0")
   }
   return number
 }

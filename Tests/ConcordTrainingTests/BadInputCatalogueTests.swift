@@ -123,6 +123,44 @@ private let catalogue: [BadInput] = [
     "negative verify interval", .twoRanks, train("--verify-every", "-1"), exit: 2,
     ["--verify-every -1"]),
   BadInput(
+    "unknown optimizer", .twoRanks, train("--optimizer", "sgd"), exit: 2,
+    ["--optimizer sgd", "adam or lars"]),
+  BadInput(
+    "momentum of 1", .twoRanks, train("--optimizer", "lars", "--momentum", "1"), exit: 2,
+    ["--momentum 1", "[0, 1)"]),
+  BadInput(
+    "negative weight decay", .twoRanks, train("--optimizer", "lars", "--weight-decay", "-1e-6"),
+    exit: 2, ["--weight-decay -1e-6"]),
+  BadInput(
+    "zero LARS eta", .twoRanks, train("--optimizer", "lars", "--lars-eta", "0"), exit: 2,
+    ["--lars-eta 0"]),
+  BadInput(
+    "LARS momentum with Adam", .twoRanks, train("--momentum", "0.9"), exit: 2,
+    ["--momentum", "--optimizer lars only", "--optimizer adam"]),
+  BadInput(
+    "unknown learning-rate schedule", .twoRanks, train("--lr-schedule", "step"), exit: 2,
+    ["--lr-schedule step", "constant or cosine"]),
+  BadInput(
+    "negative warm-up epochs", .twoRanks, train("--warmup-epochs", "-0.5"), exit: 2,
+    ["--warmup-epochs -0.5"]),
+  BadInput(
+    "warm-up beyond the run", .twoRanks, train("--warmup-steps", "3"), exit: 2,
+    ["--warmup-steps 3", "2 steps"]),
+  BadInput(
+    "warm-up in epochs and steps", .twoRanks,
+    train("--warmup-epochs", "0.5", "--warmup-steps", "1"), exit: 2,
+    ["--warmup-epochs 0.5", "--warmup-steps 1", "only one"]),
+  BadInput(
+    "unknown target decay schedule", .twoRanks, train("--target-decay-schedule", "linear"),
+    exit: 2, ["--target-decay-schedule linear", "constant or cosine"]),
+  BadInput(
+    "unknown supervised view", .twoRanks, train("--supervised-view", "noisy"), exit: 2,
+    ["--supervised-view noisy", "augmented, clean or both"]),
+  BadInput(
+    "clean view without the supervised task", .twoRanks,
+    train("--supervised-view", "clean", "--tasks", "simclr,byol"), exit: 2,
+    ["--supervised-view clean", "--tasks simclr,byol"]),
+  BadInput(
     "out that is a file", .twoRanks, train("--out", "ROOT/file"), exit: 2,
     ["--out ROOT/file", "not a folder"], prepare: write("a file", "file")),
   BadInput(
