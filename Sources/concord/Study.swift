@@ -8,7 +8,7 @@ let studyUsage = """
 
   Compares gradient balancers: trains one full run per balancer and seed, one after the
   other on the same ranks, each in its own run folder DIR/<balancer>-seed<seed>. A setting
-  whose folder already holds eval.json is skipped, and one with a checkpoint resumes from
+  whose folder already contains eval.json is skipped, and one with a checkpoint resumes from
   it, so running the same command again continues a study that was stopped. Then writes
   DIR/study.md (a table of the mean and standard deviation over the seeds of each
   balancer's accuracies, final task weights and wall time), DIR/study.json and
