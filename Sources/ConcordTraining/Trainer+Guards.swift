@@ -55,6 +55,7 @@ extension Trainer {
     checksum.add(optimizer.firstMoment)
     checksum.add(optimizer.secondMoment)
     if let target = model.target { checksum.add(target) }
+    if let statistics = model.runningStatistics { checksum.add(statistics) }
     checksum.add(balancer.taskWeights)
     checksum.add(step)
     let all = try communicator.allgather(Int64(bitPattern: checksum.value))
@@ -108,6 +109,11 @@ extension Trainer {
     }
     if let target = model.target {
       for slot in model.targetLayout.slots { tensors.append((slot.name, bytes(slot, target))) }
+    }
+    if let statistics = model.runningStatistics {
+      for slot in model.statisticsLayout.slots {
+        tensors.append((slot.name, bytes(slot, statistics)))
+      }
     }
     return tensors
   }

@@ -80,6 +80,20 @@ let trainOptions: [TrainOption] = [
     configuration.hiddenSizes = widths.map { $0! }
   },
   TrainOption(
+    name: "--encoder", value: "mlp|conv",
+    help: "encoder: fully connected (--hidden) or convolutional (--conv-channels) (default mlp)"
+  ) { $0.encoder = try namedCase($1, "--encoder") },
+  TrainOption(
+    name: "--conv-channels", value: "LIST",
+    help: "channels of the conv encoder's 3x3 blocks, comma-separated (default 32,64,128)"
+  ) { configuration, value in
+    let channels = value.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+    guard !channels.isEmpty, channels.allSatisfy({ ($0 ?? 0) > 0 }) else {
+      throw UsageError("invalid --conv-channels \(value): pass positive channels such as 32,64,128")
+    }
+    configuration.convChannels = channels.map { $0! }
+  },
+  TrainOption(
     name: "--temperature", value: "X", help: "SimCLR NT-Xent temperature (default 0.5)"
   ) { $0.temperature = Float(try positiveReal($1, "--temperature")) },
   TrainOption(
