@@ -27,7 +27,8 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
   public init(
     inputSize: Int = 784, hiddenSizes: [Int] = [512, 256], classCount: Int = 10,
     augmentationCount: Int = 6, tasks: [TaskKind] = TaskKind.allCases,
-    projectorHiddenSize: Int = 256, projectionSize: Int = 128, temperature: Float = 0.5
+    projectorHiddenSize: Int = 256, projectionSize: Int = 128, temperature: Float = 0.5,
+    conv: ConvEncoderShape? = nil
   ) {
     self.inputSize = inputSize
     self.hiddenSizes = hiddenSizes
@@ -37,6 +38,7 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
     self.projectorHiddenSize = projectorHiddenSize
     self.projectionSize = projectionSize
     self.temperature = temperature
+    self.conv = conv
   }
 
   /// The size of the representation, the encoder's last width.
