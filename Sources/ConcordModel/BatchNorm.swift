@@ -31,6 +31,7 @@ enum BatchNorm {
   /// `sums[c]` and `sums[channels + c]`, overwritten.
   ///
   /// - Parameter partial: work space of `2 * channels` floats.
+  @inline(never)
   static func sums(
     of z: UnsafePointer<Float>, rows: Int, channels: Int, into sums: UnsafeMutablePointer<Double>,
     partial: UnsafeMutablePointer<Float>
@@ -40,11 +41,20 @@ enum BatchNorm {
     while start < rows {
       let end = min(start + chunk, rows)
       partial.update(repeating: 0, count: 2 * channels)
+      let squares = partial + channels
       for r in start..<end {
         let row = z + r * channels
-        for c in 0..<channels {
+        var c = 0
+        while c + 8 <= channels {
+          let x = row.lanes(c)
+          partial.setLanes(c, partial.lanes(c) + x)
+          squares.setLanes(c, squares.lanes(c) + x * x)
+          c += 8
+        }
+        while c < channels {
           partial[c] += row[c]
-          partial[channels + c] += row[c] * row[c]
+          squares[c] += row[c] * row[c]
+          c += 1
         }
       }
       for i in 0..<(2 * channels) { sums[i] += Double(partial[i]) }
@@ -55,19 +65,30 @@ enum BatchNorm {
   /// Normalises `rows` dense rows of `channels` floats in place, `z = (z - mean) *
   /// inverseDeviation`, and writes `gamma z + beta` to `output`, through ReLU when
   /// `rectifies`.
+  @inline(never)
   static func normalise(
     _ z: UnsafeMutablePointer<Float>, rows: Int, channels: Int, mean: UnsafePointer<Float>,
     inverseDeviation: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
     beta: UnsafePointer<Float>, rectifies: Bool, output: UnsafeMutablePointer<Float>
   ) {
+    let floor = rectifies ? Lanes(repeating: 0) : Lanes(repeating: -.infinity)
     for r in 0..<rows {
       let row = z + r * channels
       let out = output + r * channels
-      for c in 0..<channels {
+      var c = 0
+      while c + 8 <= channels {
+        let normalised = (row.lanes(c) - mean.lanes(c)) * inverseDeviation.lanes(c)
+        row.setLanes(c, normalised)
+        let y = gamma.lanes(c) * normalised + beta.lanes(c)
+        out.setLanes(c, floor.replacing(with: y, where: y .> floor))
+        c += 8
+      }
+      while c < channels {
         let normalised = (row[c] - mean[c]) * inverseDeviation[c]
         row[c] = normalised
         let y = gamma[c] * normalised + beta[c]
         out[c] = rectifies && !(y > 0) ? 0 : y
+        c += 1
       }
     }
   }
@@ -81,6 +102,7 @@ enum BatchNorm {
   ///   - sums: `2 * blocks * channels` values, overwritten: task `t`'s `sum d` at
   ///     `2 t channels + c`, its `sum d x̂` at `(2 t + 1) channels + c`.
   ///   - partial: work space of `2 * blocks * channels` floats.
+  @inline(never)
   static func backwardSums(
     delta: UnsafeMutablePointer<Float>, blocks: Int, normalized: UnsafePointer<Float>,
     rows: Int, channels: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
@@ -96,17 +118,33 @@ enum BatchNorm {
       for r in start..<end {
         let x = normalized + r * channels
         let row = delta + r * width
-        for b in 0..<blocks {
-          let d = row + b * channels
-          let sum = partial + 2 * b * channels
-          let product = sum + channels
-          for c in 0..<channels {
-            let y = gamma[c] * x[c] + beta[c]
+        var c = 0
+        while c + 8 <= channels {
+          let xs = x.lanes(c)
+          let y = gamma.lanes(c) * xs + beta.lanes(c)
+          let keep = rectifies ? y .> 0 : SIMDMask(repeating: true)
+          for b in 0..<blocks {
+            let d = row + b * channels
+            let sum = partial + 2 * b * channels
+            let product = sum + channels
+            let value = Lanes(repeating: 0).replacing(with: d.lanes(c), where: keep)
+            d.setLanes(c, value)
+            sum.setLanes(c, sum.lanes(c) + value)
+            product.setLanes(c, product.lanes(c) + value * xs)
+          }
+          c += 8
+        }
+        while c < channels {
+          let y = gamma[c] * x[c] + beta[c]
+          for b in 0..<blocks {
+            let d = row + b * channels
+            let sum = partial + 2 * b * channels
             let value = rectifies && !(y > 0) ? 0 : d[c]
             d[c] = value
             sum[c] += value
-            product[c] += value * x[c]
+            sum[channels + c] += value * x[c]
           }
+          c += 1
         }
       }
       for i in 0..<(2 * width) { sums[i] += Double(partial[i]) }
@@ -120,6 +158,7 @@ enum BatchNorm {
   /// writes them, summed over the global batch of `count` values per channel.
   ///
   /// - Parameter coefficients: work space of `3 * blocks * channels` floats.
+  @inline(never)
   static func backwardInput(
     delta: UnsafeMutablePointer<Float>, blocks: Int, normalized: UnsafePointer<Float>,
     rows: Int, channels: Int, gamma: UnsafePointer<Float>,
@@ -143,9 +182,17 @@ enum BatchNorm {
       for b in 0..<blocks {
         let d = row + b * channels
         let offset = b * channels
-        for c in 0..<channels {
+        var c = 0
+        while c + 8 <= channels {
+          let i = offset + c
+          let value = d.lanes(c) - meanDelta.lanes(i) - x.lanes(c) * meanProduct.lanes(i)
+          d.setLanes(c, scale.lanes(i) * value)
+          c += 8
+        }
+        while c < channels {
           let i = offset + c
           d[c] = scale[i] * (d[c] - meanDelta[i] - x[c] * meanProduct[i])
+          c += 1
         }
       }
     }

@@ -13,6 +13,7 @@ enum Im2Col {
   ///   - input: the first image; image `i` starts at `input + i * imageStride`, and its
   ///     pixels follow each other `channels` apart.
   ///   - patches: `images * height * width` rows of `9 * channels` floats, overwritten.
+  @inline(never)
   static func patches(
     input: UnsafePointer<Float>, imageStride: Int, images: Int, height: Int, width: Int,
     channels: Int, into patches: UnsafeMutablePointer<Float>
@@ -49,6 +50,7 @@ enum Im2Col {
   ///   - patchGradient: `images * height * width` dense rows of `9 * channels` floats.
   ///   - inputGradient: pixel `p` (counted over all images) gets its `channels` floats at
   ///     `inputGradient + p * pixelStride`, overwritten.
+  @inline(never)
   static func fold(
     patchGradient: UnsafePointer<Float>, images: Int, height: Int, width: Int, channels: Int,
     into inputGradient: UnsafeMutablePointer<Float>, pixelStride: Int
@@ -68,7 +70,15 @@ enum Im2Col {
             let source =
               patchGradient + ((image * height + outputY) * width + outputX) * rowLength + tap
               * channels
-            for c in 0..<channels { destination[c] += source[c] }
+            var c = 0
+            while c + 8 <= channels {
+              destination.setLanes(c, destination.lanes(c) + source.lanes(c))
+              c += 8
+            }
+            while c < channels {
+              destination[c] += source[c]
+              c += 1
+            }
           }
         }
       }
@@ -82,6 +92,7 @@ enum MaxPool {
   /// Pools `images` images of `height` x `width` pixels of `channels` floats (dense) into
   /// `output` (dense, `(height / 2) * (width / 2)` pixels per image), and records in
   /// `choices` which of the four inputs won, `2 * dy + dx`, per output value.
+  @inline(never)
   static func forward(
     _ input: UnsafePointer<Float>, images: Int, height: Int, width: Int, channels: Int,
     into output: UnsafeMutablePointer<Float>, choices: UnsafeMutablePointer<UInt8>
@@ -128,6 +139,7 @@ enum MaxPool {
   /// Both gradients hold the tasks side by side: pixel `p` of the output gradient is
   /// `blocks * channels` floats at `outputGradient + p * blocks * channels`, task `t` at
   /// offset `t * channels`, and likewise for the input gradient, which is overwritten.
+  @inline(never)
   static func backward(
     outputGradient: UnsafePointer<Float>, choices: UnsafePointer<UInt8>, images: Int,
     height: Int, width: Int, channels: Int, blocks: Int,
@@ -151,10 +163,23 @@ enum MaxPool {
             let destination =
               inputGradient + ((image * height + inputY) * width + inputX) * pixelLength
             let selected = UInt8(position)
-            for b in 0..<blocks {
-              let from = source + b * channels
-              let to = destination + b * channels
-              for c in 0..<channels { to[c] = choice[c] == selected ? from[c] : 0 }
+            var c = 0
+            while c + 8 <= channels {
+              let won = SIMD8<Int32>(
+                truncatingIfNeeded: UnsafeRawPointer(choice + c).loadUnaligned(as: SIMD8<UInt8>.self))
+              let keep = won .== SIMD8(repeating: Int32(selected))
+              for b in 0..<blocks {
+                let from = source + b * channels
+                (destination + b * channels).setLanes(
+                  c, Lanes(repeating: 0).replacing(with: from.lanes(c), where: keep))
+              }
+              c += 8
+            }
+            while c < channels {
+              for b in 0..<blocks {
+                destination[b * channels + c] = choice[c] == selected ? source[b * channels + c] : 0
+              }
+              c += 1
             }
           }
           source += pixelLength
@@ -169,6 +194,7 @@ enum MaxPool {
 enum GlobalAveragePool {
   /// Averages `pixels` pixels of `channels` floats per image (dense) into `output`, one
   /// row of `channels` per image, `outputStride` apart.
+  @inline(never)
   static func forward(
     _ input: UnsafePointer<Float>, images: Int, pixels: Int, channels: Int,
     into output: UnsafeMutablePointer<Float>, outputStride: Int
@@ -189,6 +215,7 @@ enum GlobalAveragePool {
   /// Spreads each image's gradient row of `width` floats (all tasks side by side, `rowStride`
   /// apart) evenly over its `pixels` pixels: `inputGradient` gets `images * pixels` dense
   /// rows of `width`, overwritten.
+  @inline(never)
   static func backward(
     outputGradient: UnsafePointer<Float>, rowStride: Int, images: Int, pixels: Int, width: Int,
     into inputGradient: UnsafeMutablePointer<Float>
