@@ -14,11 +14,11 @@
 /// dL/dz_i  = gamma / sqrt(var + eps) * (d_i - mean(d) - x̂_i mean(d x̂))
 /// ```
 ///
-/// with the sums and means over the global batch. On a rank that holds a share of the batch,
-/// `d` is the gradient of its own loss, a mean over its local rows; the means over the global
-/// batch then come from sums over all ranks divided by the global count, which makes every
-/// rank's gradients the global batch's times the rank count, and the step's mean over ranks
-/// exactly the global gradient.
+/// with the sums and means over the global batch. On a rank that computes a share of the
+/// batch, `d` is the gradient of its own loss, a mean over its local rows. The means over the
+/// global batch come from sums over all ranks divided by the global count. So every rank's
+/// gradients are its share of the global batch's gradient times the rank count, and the
+/// step's mean over ranks is exactly the global gradient.
 enum BatchNorm {
   /// The `eps` added to the variance, PyTorch's default.
   static let epsilon = 1e-5

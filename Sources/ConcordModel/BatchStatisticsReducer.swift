@@ -1,4 +1,4 @@
-/// Sums batch-normalisation statistics over every process that holds a share of the batch.
+/// Sums batch-normalisation statistics over every process that computes a share of the batch.
 ///
 /// Batch normalisation in a data-parallel run takes its mean and variance over the global
 /// batch, as PyTorch's `SyncBatchNorm` does, so that the network computes the same function

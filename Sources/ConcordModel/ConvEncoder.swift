@@ -112,7 +112,9 @@ public final class ConvEncoder: MultiTaskEncoder {
       Matrix(rows: capacity * $0.pixels, columns: taskCount * $0.inputChannels)
     }
     patchGradient = FloatBuffer(
-      count: blocks.dropFirst().map { capacity * $0.pixels * 9 * $0.inputChannels }.max() ?? 0)
+      count: blocks.dropFirst().map {
+        Self.imagesPerChunk($0, capacity: capacity) * $0.pixels * 9 * $0.inputChannels
+      }.max() ?? 0)
     featuresGradients = Matrix(rows: capacity, columns: taskCount * network.outputSize)
     let widest = blocks.map(\.outputChannels).max()!
     sums = .allocate(capacity: 2 * taskCount * widest)
@@ -218,19 +220,37 @@ public final class ConvEncoder: MultiTaskEncoder {
       // The weight, gamma and beta blocks follow each other in the storage.
       observer?.gradientsReady(weightBlock.base, count: weightBlock.count + 2 * t * channels)
 
-      // Each task's input gradient: its patch gradient, folded onto the input pixels.
+      // Each task's input gradient: its patch gradient, folded onto the input pixels a few
+      // images at a time, while the patch gradient is still in cache.
       guard index > 0 else { break }
       let below = inputDeltas[index - 1]
-      let patchRows = patchGradient.matrix(rows: rows, columns: block.weight.columns)
+      let chunk = Self.imagesPerChunk(block, capacity: n)
       for task in 0..<t {
-        BLAS.gemm(
-          delta.columns(task * channels..<(task + 1) * channels), block.weight, into: patchRows)
-        Im2Col.fold(
-          patchGradient: patchRows.base, images: n, height: block.height, width: block.width,
-          channels: block.inputChannels, into: below.base + task * block.inputChannels,
-          pixelStride: below.columns)
+        let taskDelta = delta.columns(task * channels..<(task + 1) * channels)
+        var image = 0
+        while image < n {
+          let images = min(chunk, n - image)
+          let patchRows = patchGradient.matrix(
+            rows: images * block.pixels, columns: block.weight.columns)
+          BLAS.gemm(
+            taskDelta.rows(image * block.pixels..<(image + images) * block.pixels),
+            block.weight, into: patchRows)
+          Im2Col.fold(
+            patchGradient: patchRows.base, images: images, height: block.height,
+            width: block.width, channels: block.inputChannels,
+            into: below.base + image * block.pixels * below.columns + task * block.inputChannels,
+            pixelStride: below.columns)
+          image += images
+        }
       }
     }
+  }
+
+  /// Returns the images whose patch gradient of `block` fills about 256 KiB, so that the
+  /// fold reads it from cache, at most `capacity`.
+  private static func imagesPerChunk(_ block: ConvBlock, capacity: Int) -> Int {
+    let floatsPerImage = block.pixels * 9 * block.inputChannels
+    return max(1, min(capacity, 65536 / floatsPerImage))
   }
 
   public func reportRegions(to observer: GradientObserver) {

@@ -47,7 +47,7 @@ public final class ConvNetwork {
   let normalized: [Matrix]
   /// Each block's pooled output but the last's, `[capacity, pixels / 4 * outputChannels]`.
   let pooled: [Matrix]
-  /// Which input won each pooled value, as ``MaxPool`` records it.
+  /// The winning input of each pooled value, as ``MaxPool`` records it.
   let choices: [UnsafeMutablePointer<UInt8>]
   /// Each block's `1 / sqrt(var + eps)` of the last training forward pass, per channel.
   let inverseDeviations: [UnsafeMutablePointer<Float>]
@@ -149,7 +149,8 @@ public final class ConvNetwork {
     let n = input.rows
     precondition(n <= capacity, "batch of \(n) images exceeds \(capacity)")
     precondition(
-      input.columns == inputSize, "input of \(input.columns) values per image, expected \(inputSize)"
+      input.columns == inputSize,
+      "input of \(input.columns) values per image, expected \(inputSize)"
     )
     for (index, block) in blocks.enumerated() {
       let rows = n * block.pixels

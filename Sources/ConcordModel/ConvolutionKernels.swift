@@ -166,7 +166,8 @@ enum MaxPool {
             var c = 0
             while c + 8 <= channels {
               let won = SIMD8<Int32>(
-                truncatingIfNeeded: UnsafeRawPointer(choice + c).loadUnaligned(as: SIMD8<UInt8>.self))
+                truncatingIfNeeded: UnsafeRawPointer(choice + c).loadUnaligned(
+                  as: SIMD8<UInt8>.self))
               let keep = won .== SIMD8(repeating: Int32(selected))
               for b in 0..<blocks {
                 let from = source + b * channels

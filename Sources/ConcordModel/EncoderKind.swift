@@ -8,7 +8,7 @@ public enum EncoderKind: String, CaseIterable, Sendable, Codable {
 
 /// The shape of the convolutional encoder: the image size and the channels of each block.
 ///
-/// Block `i` sees an image of `height >> i` by `width >> i` pixels: every block but the last
+/// Block `i` takes an image of `height >> i` by `width >> i` pixels: every block but the last
 /// halves both sides with 2x2 max pooling, and the last block ends in a global average pool,
 /// so the representation has `channels.last` features.
 public struct ConvEncoderShape: Sendable, Equatable, Codable {
@@ -26,7 +26,7 @@ public struct ConvEncoderShape: Sendable, Equatable, Codable {
     self.channels = channels
   }
 
-  /// Whether every block sees an image of at least one pixel, so that the shape can be built.
+  /// Whether every block's input image has at least one pixel, so that the shape can be built.
   public var isValid: Bool {
     !channels.isEmpty && channels.allSatisfy { $0 > 0 } && height > 0 && width > 0
       && (height >> (channels.count - 1)) > 0 && (width >> (channels.count - 1)) > 0

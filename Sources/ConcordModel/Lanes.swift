@@ -5,7 +5,7 @@
 typealias Lanes = SIMD8<Float>
 
 extension UnsafePointer where Pointee == Float {
-  /// The eight floats from `self + offset`, at any alignment.
+  /// Loads the eight floats from `self + offset`, at any alignment.
   @inline(__always)
   func lanes(_ offset: Int) -> Lanes {
     UnsafeRawPointer(self + offset).loadUnaligned(as: Lanes.self)
@@ -13,7 +13,7 @@ extension UnsafePointer where Pointee == Float {
 }
 
 extension UnsafeMutablePointer where Pointee == Float {
-  /// The eight floats from `self + offset`, at any alignment.
+  /// Loads the eight floats from `self + offset`, at any alignment.
   @inline(__always)
   func lanes(_ offset: Int) -> Lanes {
     UnsafeRawPointer(self + offset).loadUnaligned(as: Lanes.self)

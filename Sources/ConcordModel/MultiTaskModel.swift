@@ -20,7 +20,8 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
   public var temperature: Float
   /// The convolutional encoder's shape, or nil for the MLP encoder of ``hiddenSizes``.
   ///
-  /// With it, ``hiddenSizes`` holds its channels, so that ``featureSize`` stays their last.
+  /// With it, ``hiddenSizes`` repeats its channels, so that ``featureSize`` is the last
+  /// block's channel count.
   public var conv: ConvEncoderShape? = nil
 
   /// Creates a configuration; the defaults are the 784-512-256 encoder and 256-256-128 heads.

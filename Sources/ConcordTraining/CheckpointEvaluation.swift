@@ -61,7 +61,7 @@ public enum CheckpointEvaluation {
       let localBatch = max(configuration.batchSize / communicator.size, 1)
       if let encoder = options.encoder, encoder != configuration.encoder {
         throw UsageError(
-          "--encoder \(encoder.rawValue): \(path) holds the encoder "
+          "--encoder \(encoder.rawValue): \(path) contains the encoder "
             + "\(configuration.encoderDescription); pass --encoder "
             + "\(configuration.encoder.rawValue) or leave --encoder out")
       }

@@ -27,9 +27,9 @@ extension TrainingConfiguration {
 /// Sums batch normalisation statistics over the ranks of a ``Communicator``.
 ///
 /// The model calls it from the compute thread, between the step's other collectives, so it
-/// cannot run while a communication thread owns MPI (``AllreduceMode/overlap``). A failed
-/// call is kept and thrown by ``throwIfFailed()`` after the pass, because the model's passes
-/// cannot throw; the sums of a failed call stay local.
+/// cannot run while a communication thread owns MPI (``AllreduceMode/overlap``). The model's
+/// passes cannot throw, so the error of a failed call is kept until ``throwIfFailed()``, and
+/// the sums of that call stay local.
 final class CommunicatorStatisticsReducer: BatchStatisticsReducer {
   private let communicator: Communicator
   private var staging: [Double] = []

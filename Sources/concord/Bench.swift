@@ -152,7 +152,8 @@ private func benchText(
     "concord bench step: \(r.ranks) rank(s) x \(r.blasThreads) BLAS thread(s), global batch "
       + "\(r.batchSize), "
       + (c.encoder == .conv
-        ? "encoder \(r.encoder)" : "hidden \(c.hiddenSizes.map(String.init).joined(separator: ","))")
+        ? "encoder \(r.encoder)"
+        : "hidden \(c.hiddenSizes.map(String.init).joined(separator: ","))")
       + ", tasks "
       + "\(c.tasks.map(\.rawValue).joined(separator: ",")), balancer \(c.balancer), "
       + "\(r.allreduceMode.rawValue) allreduce (fusion \(r.allreduceFusion.rawValue), "

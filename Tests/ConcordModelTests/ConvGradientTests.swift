@@ -3,8 +3,8 @@ import Testing
 
 @testable import ConcordModel
 
-/// The sum of `output` weighted elementwise by `weights`, in double precision; writes its
-/// gradient, `weights`, into `gradient` when given.
+/// Returns the sum of `output` weighted elementwise by `weights`, in double precision, and
+/// writes its gradient, `weights`, into `gradient` when given.
 private func weightedSum(_ output: Matrix, _ weights: Matrix, gradient: Matrix? = nil) -> Float {
   var sum = 0.0
   for r in 0..<output.rows {
@@ -148,7 +148,8 @@ private func squaredError(_ output: Matrix, _ target: Matrix, gradient: Matrix? 
   BatchNorm.backwardSums(
     delta: delta.base, blocks: 1, normalized: normalized.base, rows: rows, channels: channels,
     gamma: gamma.base, beta: beta.base, rectifies: false, into: sums, partial: work)
-  let betaGradient = Matrix(rows: 1, columns: channels, values: (0..<channels).map { Float(sums[$0]) })
+  let betaGradient = Matrix(
+    rows: 1, columns: channels, values: (0..<channels).map { Float(sums[$0]) })
   let gammaGradient = Matrix(
     rows: 1, columns: channels, values: (0..<channels).map { Float(sums[channels + $0]) })
   BatchNorm.backwardInput(
@@ -216,7 +217,9 @@ private struct TestConvEncoder {
   let (single, _) = test.encoder(taskCount: 1, capacity: images)
   let input = randomMatrix(rows: images, columns: 30, seed: 11)
   let ones = FloatBuffer([Float](repeating: 1, count: images))
-  let targets = (0..<taskCount).map { randomMatrix(rows: images, columns: 6, seed: 20 + UInt64($0)) }
+  let targets = (0..<taskCount).map {
+    randomMatrix(rows: images, columns: 6, seed: 20 + UInt64($0))
+  }
 
   let features = fused.forward(input)
   for t in 0..<taskCount {

@@ -24,14 +24,15 @@ struct ConvEncoderEndToEndTests {
       #expect(result.status == 0, "\(ranks) rank(s): \(result.standardError)")
       dumps.append(try SafeTensors.read(path: out + "/gradients-step-1.safetensors"))
     }
-    let one = try dumps[0].floats("gradients")
-    let two = try dumps[1].floats("gradients")
-    #expect(one.count == two.count)
-    let relative = relativeDifference(one, two)
+    let oneRank = try dumps[0].floats("gradients")
+    let twoRanks = try dumps[1].floats("gradients")
+    #expect(oneRank.count == twoRanks.count)
+    let relative = relativeDifference(oneRank, twoRanks)
     #expect(relative <= 1e-5, "relative difference of the reduced gradients \(relative)")
     let losses = zip(try dumps[0].doubles("losses"), try dumps[1].doubles("losses"))
     for (a, b) in losses { #expect(abs(a - b) <= 1e-5 * abs(a), "losses \(a) and \(b)") }
-    print("conv gradients, 1 vs 2 ranks: \(one.count) values, relative difference \(relative)")
+    print(
+      "conv gradients, 1 vs 2 ranks: \(oneRank.count) values, relative difference \(relative)")
   }
 
   /// 6 steps in one run and 3 + 3 with `--resume latest` end in bit-identical checkpoints,
@@ -43,7 +44,8 @@ struct ConvEncoderEndToEndTests {
     #expect(uninterrupted.status == 0, "\(uninterrupted.standardError)")
     #expect(uninterrupted.standardOutput.contains("encoder conv 8,16"))
     #expect(try mpirun(ranks: 2, convRun(out: parts, steps: 3)).status == 0)
-    let resumed = try mpirun(ranks: 2, convRun(out: parts, steps: 6, extra: ["--resume", "latest"]))
+    let resumed = try mpirun(
+      ranks: 2, convRun(out: parts, steps: 6, extra: ["--resume", "latest"]))
     #expect(resumed.status == 0, "\(resumed.standardError)")
 
     let a = try SafeTensors.read(path: checkpointPath(whole, step: 6))
