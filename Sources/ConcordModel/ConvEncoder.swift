@@ -25,6 +25,8 @@ public final class ConvEncoder: MultiTaskEncoder {
   private let patchGradient: FloatBuffer
   private let featuresGradients: Matrix
   private let sums: UnsafeMutablePointer<Double>
+  /// The floats of patch gradient computed and folded at a time, at least one image's.
+  private let foldChunkFloats: Int
   private let coefficients: UnsafeMutablePointer<Float>
 
   /// Appends the encoder's parameters to `layout`: per block `i`, `encoder.conv.i.weight`
@@ -97,10 +99,14 @@ public final class ConvEncoder: MultiTaskEncoder {
   ///   - gradients: the start of ``gradientCount(shape:taskCount:)`` floats for the per-task
   ///     gradients.
   ///   - owner: the buffer that owns `gradients`.
+  ///   - foldChunkFloats: the floats of patch gradient that the backward pass computes and
+  ///     folds at a time, rounded to whole images; the default of 64 Ki floats (256 KiB)
+  ///     stays in a core's L2 cache.
   public init(
     network: ConvNetwork, taskCount: Int, gradients: UnsafeMutablePointer<Float>,
-    owner: FloatBuffer
+    owner: FloatBuffer, foldChunkFloats: Int = 65536
   ) {
+    self.foldChunkFloats = foldChunkFloats
     self.network = network
     self.taskCount = taskCount
     let capacity = network.capacity
@@ -113,7 +119,8 @@ public final class ConvEncoder: MultiTaskEncoder {
     }
     patchGradient = FloatBuffer(
       count: blocks.dropFirst().map {
-        Self.imagesPerChunk($0, capacity: capacity) * $0.pixels * 9 * $0.inputChannels
+        Self.imagesPerChunk($0, capacity: capacity, floats: foldChunkFloats) * $0.pixels * 9
+          * $0.inputChannels
       }.max() ?? 0)
     featuresGradients = Matrix(rows: capacity, columns: taskCount * network.outputSize)
     let widest = blocks.map(\.outputChannels).max()!
@@ -224,7 +231,7 @@ public final class ConvEncoder: MultiTaskEncoder {
       // images at a time, while the patch gradient is still in cache.
       guard index > 0 else { break }
       let below = inputDeltas[index - 1]
-      let chunk = Self.imagesPerChunk(block, capacity: n)
+      let chunk = Self.imagesPerChunk(block, capacity: n, floats: foldChunkFloats)
       for task in 0..<t {
         let taskDelta = delta.columns(task * channels..<(task + 1) * channels)
         var image = 0
@@ -246,11 +253,11 @@ public final class ConvEncoder: MultiTaskEncoder {
     }
   }
 
-  /// Returns the images whose patch gradient of `block` fills about 256 KiB, so that the
-  /// fold reads it from cache, at most `capacity`.
-  private static func imagesPerChunk(_ block: ConvBlock, capacity: Int) -> Int {
+  /// Returns the images whose patch gradient of `block` fits in `floats`, at least 1 and at
+  /// most `capacity`.
+  private static func imagesPerChunk(_ block: ConvBlock, capacity: Int, floats: Int) -> Int {
     let floatsPerImage = block.pixels * 9 * block.inputChannels
-    return max(1, min(capacity, 65536 / floatsPerImage))
+    return max(1, min(capacity, floats / floatsPerImage))
   }
 
   public func reportRegions(to observer: GradientObserver) {

@@ -192,7 +192,9 @@ private struct TestConvEncoder {
     blocks = ConvEncoder.blocks(shape: Self.shape, buffer: parameters, layout: layout)
   }
 
-  func encoder(taskCount: Int, capacity: Int) -> (ConvEncoder, FloatBuffer) {
+  func encoder(taskCount: Int, capacity: Int, foldChunkFloats: Int = 65536) -> (
+    ConvEncoder, FloatBuffer
+  ) {
     let gradients = FloatBuffer(
       count: ConvEncoder.gradientCount(shape: Self.shape, taskCount: taskCount))
     let network = ConvNetwork(
@@ -201,7 +203,7 @@ private struct TestConvEncoder {
     return (
       ConvEncoder(
         network: network, taskCount: taskCount, gradients: gradients.baseAddress,
-        owner: gradients),
+        owner: gradients, foldChunkFloats: foldChunkFloats),
       gradients
     )
   }
@@ -241,6 +243,30 @@ private struct TestConvEncoder {
       #expect(largest <= 1e-5 * scale, "task \(t), gradient block \(index)")
     }
   }
+}
+
+/// Folding the patch gradient image by image gives the gradients of one fold of the batch.
+@Test func convEncoderFoldChunksAgree() throws {
+  let images = 4
+  let test = TestConvEncoder(seed: 17)
+  // The second block's patch gradient has 3 * 2 * 9 * 4 = 216 floats per image.
+  let (whole, wholeGradients) = test.encoder(taskCount: 2, capacity: images)
+  let (chunked, chunkedGradients) = test.encoder(
+    taskCount: 2, capacity: images, foldChunkFloats: 216)
+  let input = randomMatrix(rows: images, columns: 30, seed: 18)
+  let ones = FloatBuffer([Float](repeating: 1, count: images))
+  for encoder in [whole, chunked] {
+    let features = encoder.forward(input)
+    for t in 0..<2 {
+      let target = randomMatrix(rows: images, columns: 6, seed: 30 + UInt64(t))
+      _ = squaredError(features, target, gradient: encoder.featuresGradient(task: t, rows: images))
+    }
+    encoder.backward(rows: images, ones: ones.baseAddress, observer: nil)
+  }
+  let scale = wholeGradients.array.map(abs).max()!
+  let largest = zip(wholeGradients.array, chunkedGradients.array).map { abs($0 - $1) }.max()!
+  #expect(largest <= 1e-6 * scale, "largest difference \(largest), scale \(scale)")
+  #expect(wholeGradients.array.contains { $0 != 0 })
 }
 
 /// The convolutional encoder's gradients match finite differences through convolution,
