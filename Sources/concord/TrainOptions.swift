@@ -72,13 +72,7 @@ let trainOptions: [TrainOption] = [
   ) { $0.resume = try nonEmpty($1, "--resume") },
   TrainOption(
     name: "--hidden", value: "LIST", help: "encoder widths, comma-separated (default 512,256)"
-  ) { configuration, value in
-    let widths = value.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
-    guard !widths.isEmpty, widths.allSatisfy({ ($0 ?? 0) > 0 }) else {
-      throw UsageError("invalid --hidden \(value): pass positive widths such as 512,256")
-    }
-    configuration.hiddenSizes = widths.map { $0! }
-  },
+  ) { $0.hiddenSizes = try positiveList($1, "--hidden", of: "widths", example: "512,256") },
   TrainOption(
     name: "--encoder", value: "mlp|conv",
     help: "encoder: fully connected (--hidden) or convolutional (--conv-channels) (default mlp)"
@@ -86,12 +80,8 @@ let trainOptions: [TrainOption] = [
   TrainOption(
     name: "--conv-channels", value: "LIST",
     help: "channels of the conv encoder's 3x3 blocks, comma-separated (default 32,64,128)"
-  ) { configuration, value in
-    let channels = value.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
-    guard !channels.isEmpty, channels.allSatisfy({ ($0 ?? 0) > 0 }) else {
-      throw UsageError("invalid --conv-channels \(value): pass positive channels such as 32,64,128")
-    }
-    configuration.convChannels = channels.map { $0! }
+  ) {
+    $0.convChannels = try positiveList($1, "--conv-channels", of: "channels", example: "32,64,128")
   },
   TrainOption(
     name: "--temperature", value: "X", help: "SimCLR NT-Xent temperature (default 0.5)"
@@ -281,6 +271,19 @@ private func positive(_ value: String, _ flag: String) throws -> Int {
     throw UsageError("invalid \(flag) \(value): pass a whole number greater than 0")
   }
   return number
+}
+
+/// Returns the comma-separated whole numbers of `value`, each greater than 0.
+///
+/// - Throws: ``UsageError`` naming `flag` and `value`, with `example` as a valid list of `noun`.
+private func positiveList(_ value: String, _ flag: String, of noun: String, example: String)
+  throws -> [Int]
+{
+  let numbers = value.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+  guard !numbers.isEmpty, numbers.allSatisfy({ ($0 ?? 0) > 0 }) else {
+    throw UsageError("invalid \(flag) \(value): pass positive \(noun) such as \(example)")
+  }
+  return numbers.map { $0! }
 }
 
 private func positiveReal(_ value: String, _ flag: String) throws -> Double {

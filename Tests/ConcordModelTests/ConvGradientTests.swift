@@ -16,20 +16,6 @@ private func weightedSum(_ output: Matrix, _ weights: Matrix, gradient: Matrix? 
   return Float(sum)
 }
 
-/// Half the squared distance of `output` from `target`, summed in double precision; writes
-/// its gradient `output - target` into `gradient` when given.
-private func squaredError(_ output: Matrix, _ target: Matrix, gradient: Matrix? = nil) -> Float {
-  var sum = 0.0
-  for r in 0..<output.rows {
-    for c in 0..<output.columns {
-      let difference = output[r, c] - target[r, c]
-      sum += 0.5 * Double(difference) * Double(difference)
-      gradient?[r, c] = difference
-    }
-  }
-  return Float(sum)
-}
-
 /// A 3x3 convolution with padding, as im2col and one GEMM, matches finite differences in its
 /// weight and its input, also at the image border.
 @Test func convolutionGradientsMatchFiniteDifferences() throws {
