@@ -48,7 +48,7 @@ public final class ConvNetwork {
   /// Each block's pooled output but the last's, `[capacity, pixels / 4 * outputChannels]`.
   let pooled: [Matrix]
   /// The winning input of each pooled value, as ``MaxPool`` records it.
-  let choices: [UnsafeMutablePointer<UInt8>]
+  let choices: [UnsafeMutablePointer<Float>]
   /// Each block's `1 / sqrt(var + eps)` of the last training forward pass, per channel.
   let inverseDeviations: [UnsafeMutablePointer<Float>]
   /// Each block's global value count per channel in the last training forward pass.
@@ -86,7 +86,7 @@ public final class ConvNetwork {
       Matrix(rows: capacity, columns: ($0.height / 2) * ($0.width / 2) * $0.outputChannels)
     }
     choices = pooled.map {
-      let pointer = UnsafeMutablePointer<UInt8>.allocate(capacity: $0.count)
+      let pointer = UnsafeMutablePointer<Float>.allocate(capacity: $0.count)
       pointer.initialize(repeating: 0, count: $0.count)
       return pointer
     }

@@ -95,7 +95,7 @@ enum MaxPool {
   @inline(never)
   static func forward(
     _ input: UnsafePointer<Float>, images: Int, height: Int, width: Int, channels: Int,
-    into output: UnsafeMutablePointer<Float>, choices: UnsafeMutablePointer<UInt8>
+    into output: UnsafeMutablePointer<Float>, choices: UnsafeMutablePointer<Float>
   ) {
     let outputHeight = height / 2
     let outputWidth = width / 2
@@ -108,10 +108,27 @@ enum MaxPool {
           let topRight = topLeft + channels
           let bottomLeft = topLeft + width * channels
           let bottomRight = bottomLeft + channels
-          for c in 0..<channels {
-            // Ties go to the first of the four in scan order.
+          // Ties go to the first of the four in scan order.
+          var c = 0
+          while c + 8 <= channels {
+            var best = topLeft.lanes(c)
+            var index = Lanes(repeating: 0)
+            let right = topRight.lanes(c)
+            index.replace(with: 1, where: right .> best)
+            best = pointwiseMax(best, right)
+            let below = bottomLeft.lanes(c)
+            index.replace(with: 2, where: below .> best)
+            best = pointwiseMax(best, below)
+            let diagonal = bottomRight.lanes(c)
+            index.replace(with: 3, where: diagonal .> best)
+            best = pointwiseMax(best, diagonal)
+            out.setLanes(c, best)
+            choice.setLanes(c, index)
+            c += 8
+          }
+          while c < channels {
             var best = topLeft[c]
-            var index: UInt8 = 0
+            var index: Float = 0
             if topRight[c] > best {
               best = topRight[c]
               index = 1
@@ -126,6 +143,7 @@ enum MaxPool {
             }
             out[c] = best
             choice[c] = index
+            c += 1
           }
           out += channels
           choice += channels
@@ -141,7 +159,7 @@ enum MaxPool {
   /// offset `t * channels`, and likewise for the input gradient, which is overwritten.
   @inline(never)
   static func backward(
-    outputGradient: UnsafePointer<Float>, choices: UnsafePointer<UInt8>, images: Int,
+    outputGradient: UnsafePointer<Float>, choices: UnsafePointer<Float>, images: Int,
     height: Int, width: Int, channels: Int, blocks: Int,
     into inputGradient: UnsafeMutablePointer<Float>
   ) {
@@ -162,13 +180,10 @@ enum MaxPool {
             let inputX = 2 * x + position % 2
             let destination =
               inputGradient + ((image * height + inputY) * width + inputX) * pixelLength
-            let selected = UInt8(position)
+            let selected = Float(position)
             var c = 0
             while c + 8 <= channels {
-              let won = SIMD8<Int32>(
-                truncatingIfNeeded: UnsafeRawPointer(choice + c).loadUnaligned(
-                  as: SIMD8<UInt8>.self))
-              let keep = won .== SIMD8(repeating: Int32(selected))
+              let keep = choice.lanes(c) .== Lanes(repeating: selected)
               for b in 0..<blocks {
                 let from = source + b * channels
                 (destination + b * channels).setLanes(
