@@ -114,14 +114,17 @@ enum MaxPool {
             var best = topLeft.lanes(c)
             var index = Lanes(repeating: 0)
             let right = topRight.lanes(c)
-            index.replace(with: 1, where: right .> best)
-            best = pointwiseMax(best, right)
+            let rightWins = right .> best
+            index.replace(with: 1, where: rightWins)
+            best.replace(with: right, where: rightWins)
             let below = bottomLeft.lanes(c)
-            index.replace(with: 2, where: below .> best)
-            best = pointwiseMax(best, below)
+            let belowWins = below .> best
+            index.replace(with: 2, where: belowWins)
+            best.replace(with: below, where: belowWins)
             let diagonal = bottomRight.lanes(c)
-            index.replace(with: 3, where: diagonal .> best)
-            best = pointwiseMax(best, diagonal)
+            let diagonalWins = diagonal .> best
+            index.replace(with: 3, where: diagonalWins)
+            best.replace(with: diagonal, where: diagonalWins)
             out.setLanes(c, best)
             choice.setLanes(c, index)
             c += 8
