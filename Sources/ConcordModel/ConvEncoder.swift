@@ -4,12 +4,12 @@ import ConcordTensors
 /// its own gradient.
 ///
 /// A convolution on the NHWC patch matrix is a ``Linear`` layer without bias (``Im2Col``), so
-/// the encoder reuses ``SharedEncoder``'s layout: the T tasks' gradients of a block's output
-/// sit side by side, `[rows, T * channels]`, one GEMM against the block's patch matrix gives
-/// every task's weight gradients, `[T * outputs, 9 * inputs]`, task after task, and batch
+/// the encoder reuses ``SharedEncoder``'s layout. The T tasks' gradients of a block's output
+/// sit side by side, `[rows, T * channels]`, and one GEMM against the block's patch matrix
+/// gives every task's weight gradients, `[T * outputs, 9 * inputs]`, task after task. Batch
 /// normalisation and pooling work on all tasks in the same pass. Only the input gradient runs
-/// per task, one GEMM and one fold of its patch gradient, so that the patch gradient needs
-/// room for one task.
+/// per task, as one GEMM and one fold of its patch gradient, so the patch gradient needs room
+/// for one task.
 ///
 /// Per-task gradients live in a caller-provided region, block by block: the convolution
 /// weight block `[T, outputs * 9 * inputs]`, then `gamma` `[T, outputs]`, then `beta`
@@ -100,8 +100,8 @@ public final class ConvEncoder: MultiTaskEncoder {
   ///     gradients.
   ///   - owner: the buffer that owns `gradients`.
   ///   - foldChunkFloats: the floats of patch gradient that the backward pass computes and
-  ///     folds at a time, rounded to whole images; the default of 64 Ki floats (256 KiB)
-  ///     stays in a core's L2 cache.
+  ///     folds at a time, rounded to whole images. The default, 64 Ki floats (256 KiB), fits
+  ///     the L2 cache of common x86-64 cores.
   public init(
     network: ConvNetwork, taskCount: Int, gradients: UnsafeMutablePointer<Float>,
     owner: FloatBuffer, foldChunkFloats: Int = 65536

@@ -1,9 +1,9 @@
 /// The data movement around a 3x3 convolution with padding 1, on images stored NHWC: pixel
 /// after pixel, row after row, each pixel's channels contiguous.
 ///
-/// In that layout a convolution is a ``Linear`` layer without bias on patches: the patch
-/// matrix has one row per output pixel, `[n * height * width, 9 * channels]`, holding the
-/// 3x3 neighbourhood tap after tap (`(dy, dx)` in row-major order), each tap's channels
+/// In that layout a convolution is a ``Linear`` layer without bias on patches. The patch
+/// matrix, `[n * height * width, 9 * channels]`, has one row per output pixel with its 3x3
+/// neighbourhood tap after tap (`(dy, dx)` in row-major order), each tap's channels
 /// contiguous, and zeros where the neighbourhood leaves the image. The weight is
 /// `[outputs, 9 * channels]` in the same order, and one GEMM gives every output pixel.
 enum Im2Col {
