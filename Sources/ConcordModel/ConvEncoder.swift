@@ -51,6 +51,19 @@ public final class ConvEncoder: MultiTaskEncoder {
     return layout
   }
 
+  /// Allocates the running statistics of `layout` (``statisticsLayout(shape:)``) as PyTorch
+  /// starts them, mean 0 and variance 1, and returns them with one `(mean, variance)` pair
+  /// of `[1, outputs]` views per block.
+  public static func initialRunningStatistics(layout: ParameterLayout) -> (
+    buffer: FloatBuffer, views: [(mean: Matrix, variance: Matrix)]
+  ) {
+    let buffer = FloatBuffer(count: layout.count)
+    let views = layout.slots.map { buffer.matrix(rows: 1, columns: $0.count, offset: $0.offset) }
+    let pairs = stride(from: 0, to: views.count, by: 2).map { (views[$0], views[$0 + 1]) }
+    for (_, variance) in pairs { variance.fill(1) }
+    return (buffer, pairs)
+  }
+
   /// Returns the number of floats of per-task gradient storage for `shape` and `taskCount`.
   public static func gradientCount(shape: ConvEncoderShape, taskCount: Int) -> Int {
     channelPairs(shape).reduce(0) { $0 + taskCount * ($1.1 * 9 * $1.0 + 2 * $1.1) }

@@ -168,17 +168,12 @@ public final class MultiTaskModel {
 
     if let conv = configuration.conv {
       statisticsLayout = ConvEncoder.statisticsLayout(shape: conv)
-      let statistics = FloatBuffer(count: statisticsLayout.count)
-      let pairs = statisticsLayout.slots.map {
-        statistics.matrix(rows: 1, columns: $0.count, offset: $0.offset)
-      }
-      let running = stride(from: 0, to: pairs.count, by: 2).map { (pairs[$0], pairs[$0 + 1]) }
-      for (_, variance) in running { variance.fill(1) }
-      runningStatistics = statistics
+      let statistics = ConvEncoder.initialRunningStatistics(layout: statisticsLayout)
+      runningStatistics = statistics.buffer
       encoder = ConvEncoder(
         network: ConvNetwork(
           blocks: ConvEncoder.blocks(shape: conv, buffer: parameters, layout: layout),
-          capacity: capacity, reducer: statisticsReducer, runningStatistics: running),
+          capacity: capacity, reducer: statisticsReducer, runningStatistics: statistics.views),
         taskCount: taskCount, gradients: reduceBuffer.baseAddress, owner: reduceBuffer)
     } else {
       statisticsLayout = ParameterLayout()
