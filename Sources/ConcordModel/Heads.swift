@@ -123,7 +123,7 @@ public final class BYOLHead: TaskHead {
   let predictor: MLP
   let projectorGradients: [(weight: Matrix, bias: Matrix)]
   let predictorGradients: [(weight: Matrix, bias: Matrix)]
-  let targetEncoder: MLP
+  let targetEncoder: any FeatureNetwork
   let targetProjector: MLP
   let swappedTargets: Matrix
   let predictionGradient: Matrix
@@ -131,14 +131,14 @@ public final class BYOLHead: TaskHead {
   let ones: FloatBuffer
 
   init(
-    projector: [TrainableLinear], predictor: [TrainableLinear], targetEncoder: [Linear],
+    projector: [TrainableLinear], predictor: [TrainableLinear], targetEncoder: any FeatureNetwork,
     targetProjector: [Linear], capacity: Int, ones: FloatBuffer
   ) {
     self.projector = MLP(layers: projector.map(\.layer), hasFinalReLU: false, capacity: capacity)
     self.predictor = MLP(layers: predictor.map(\.layer), hasFinalReLU: false, capacity: capacity)
     projectorGradients = projector.map(\.gradientPair)
     predictorGradients = predictor.map(\.gradientPair)
-    self.targetEncoder = MLP(layers: targetEncoder, hasFinalReLU: true, capacity: capacity)
+    self.targetEncoder = targetEncoder
     self.targetProjector = MLP(layers: targetProjector, hasFinalReLU: false, capacity: capacity)
     swappedTargets = Matrix(rows: capacity, columns: self.projector.outputSize)
     predictionGradient = Matrix(rows: capacity, columns: self.predictor.outputSize)

@@ -18,12 +18,18 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
   public var projectionSize: Int
   /// The NT-Xent temperature of the SimCLR task.
   public var temperature: Float
+  /// The convolutional encoder's shape, or nil for the MLP encoder of ``hiddenSizes``.
+  ///
+  /// With it, ``hiddenSizes`` repeats its channels, so that ``featureSize`` is the last
+  /// block's channel count.
+  public var conv: ConvEncoderShape? = nil
 
   /// Creates a configuration; the defaults are the 784-512-256 encoder and 256-256-128 heads.
   public init(
     inputSize: Int = 784, hiddenSizes: [Int] = [512, 256], classCount: Int = 10,
     augmentationCount: Int = 6, tasks: [TaskKind] = TaskKind.allCases,
-    projectorHiddenSize: Int = 256, projectionSize: Int = 128, temperature: Float = 0.5
+    projectorHiddenSize: Int = 256, projectionSize: Int = 128, temperature: Float = 0.5,
+    conv: ConvEncoderShape? = nil
   ) {
     self.inputSize = inputSize
     self.hiddenSizes = hiddenSizes
@@ -33,6 +39,7 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
     self.projectorHiddenSize = projectorHiddenSize
     self.projectionSize = projectionSize
     self.temperature = temperature
+    self.conv = conv
   }
 
   /// The size of the representation, the encoder's last width.
@@ -65,8 +72,13 @@ public final class MultiTaskModel {
   public let headGradientStart: Int
   /// The gradient handed to the optimizer, laid out like ``parameters``.
   public let update: FloatBuffer
-  /// The shared encoder.
-  public let encoder: SharedEncoder
+  /// The shared encoder: ``SharedEncoder``, or ``ConvEncoder`` with ``ModelConfiguration/conv``.
+  public let encoder: any MultiTaskEncoder
+  /// The batch normalisation running statistics of the convolutional encoder, which training
+  /// updates but does not train; nil for the MLP encoder. ``statisticsLayout`` names them.
+  public let runningStatistics: FloatBuffer?
+  /// The names and places of the tensors in ``runningStatistics``.
+  public let statisticsLayout: ParameterLayout
   /// One head per task, in the order of ``ModelConfiguration/tasks``.
   public let heads: [TaskHead]
   /// The BYOL target network (a copy of the encoder and the BYOL projector), when BYOL is
@@ -94,9 +106,11 @@ public final class MultiTaskModel {
   ///     with clean rows.
   ///   - seed: the run's seed; every rank that passes the same seed gets the same parameters.
   ///   - supervisedView: the images that the supervised head trains on.
+  ///   - statisticsReducer: sums the convolutional encoder's batch statistics over the ranks.
   public init(
     configuration: ModelConfiguration, capacity: Int, seed: UInt64,
-    supervisedView: SupervisedView = .augmented
+    supervisedView: SupervisedView = .augmented,
+    statisticsReducer: BatchStatisticsReducer = SingleProcessStatisticsReducer()
   ) {
     precondition(!configuration.tasks.isEmpty, "a model needs at least one task")
     precondition(
@@ -112,8 +126,12 @@ public final class MultiTaskModel {
 
     // Lay out every tensor: the encoder, then each task's head in task order.
     var layout = ParameterLayout()
-    for i in 0..<(widths.count - 1) {
-      Self.appendLinear(&layout, "encoder.\(i)", widths[i], widths[i + 1])
+    if let conv = configuration.conv {
+      ConvEncoder.appendParameters(to: &layout, shape: conv)
+    } else {
+      for i in 0..<(widths.count - 1) {
+        Self.appendLinear(&layout, "encoder.\(i)", widths[i], widths[i + 1])
+      }
     }
     encoderParameterCount = layout.count
     var ranges: [Range<Int>] = []
@@ -127,7 +145,9 @@ public final class MultiTaskModel {
 
     parameters = FloatBuffer(count: layout.count)
     update = FloatBuffer(count: layout.count)
-    let encoderGradientCount = SharedEncoder.gradientCount(widths: widths, taskCount: taskCount)
+    let encoderGradientCount =
+      configuration.conv.map { ConvEncoder.gradientCount(shape: $0, taskCount: taskCount) }
+      ?? SharedEncoder.gradientCount(widths: widths, taskCount: taskCount)
     let headGradientOffset = encoderGradientCount - encoderParameterCount
     headGradientStart = encoderGradientCount
     lossOffset = encoderGradientCount + (layout.count - encoderParameterCount)
@@ -159,10 +179,23 @@ public final class MultiTaskModel {
           rows: 1, columns: bias.shape[0], offset: headGradientOffset + bias.offset))
     }
 
-    let encoderLayers = (0..<(widths.count - 1)).map { linear("encoder.\($0)") }
-    encoder = SharedEncoder(
-      layers: encoderLayers, taskCount: taskCount, capacity: capacity,
-      gradients: reduceBuffer.baseAddress, owner: reduceBuffer)
+    if let conv = configuration.conv {
+      statisticsLayout = ConvEncoder.statisticsLayout(shape: conv)
+      let statistics = ConvEncoder.initialRunningStatistics(layout: statisticsLayout)
+      runningStatistics = statistics.buffer
+      encoder = ConvEncoder(
+        network: ConvNetwork(
+          blocks: ConvEncoder.blocks(shape: conv, buffer: parameters, layout: layout),
+          capacity: capacity, reducer: statisticsReducer, runningStatistics: statistics.views),
+        taskCount: taskCount, gradients: reduceBuffer.baseAddress, owner: reduceBuffer)
+    } else {
+      statisticsLayout = ParameterLayout()
+      runningStatistics = nil
+      let encoderLayers = (0..<(widths.count - 1)).map { linear("encoder.\($0)") }
+      encoder = SharedEncoder(
+        layers: encoderLayers, taskCount: taskCount, capacity: capacity,
+        gradients: reduceBuffer.baseAddress, owner: reduceBuffer)
+    }
 
     // The BYOL target copies the encoder and the BYOL projector.
     var targetLayout = ParameterLayout()
@@ -182,6 +215,17 @@ public final class MultiTaskModel {
     self.targetLayout = targetLayout
     byolProjectorRange = projectorRange
     let targetBuffer = target
+    func targetEncoder() -> any FeatureNetwork {
+      if let conv = configuration.conv {
+        return ConvNetwork(
+          blocks: ConvEncoder.blocks(
+            shape: conv, buffer: targetBuffer!, layout: targetLayout, prefix: "target."),
+          capacity: viewCapacity, reducer: statisticsReducer, runningStatistics: nil)
+      }
+      return MLP(
+        layers: (0..<(widths.count - 1)).map { targetLinear("encoder.\($0)") },
+        hasFinalReLU: true, capacity: viewCapacity)
+    }
     func targetLinear(_ prefix: String) -> Linear {
       let weight = targetLayout.slot(named: "target." + prefix + ".weight")!
       let bias = targetLayout.slot(named: "target." + prefix + ".bias")!
@@ -208,7 +252,7 @@ public final class MultiTaskModel {
           BYOLHead(
             projector: [trainable("byol.projector.0"), trainable("byol.projector.1")],
             predictor: [trainable("byol.predictor.0"), trainable("byol.predictor.1")],
-            targetEncoder: (0..<(widths.count - 1)).map { targetLinear("encoder.\($0)") },
+            targetEncoder: targetEncoder(),
             targetProjector: [targetLinear("byol.projector.0"), targetLinear("byol.projector.1")],
             capacity: viewCapacity, ones: ones))
       case .augpred:
@@ -223,6 +267,10 @@ public final class MultiTaskModel {
     for (index, slot) in layout.slots.enumerated() where slot.name.hasSuffix(".weight") {
       var stream = RandomStream(
         seed: seed, purpose: .initialisation, counters: UInt64(index))
+      if configuration.conv != nil && slot.name.hasPrefix("encoder.") {
+        ConvEncoder.initialise(slot, in: parameters, stream: &stream)
+        continue
+      }
       linear(String(slot.name.dropLast(".weight".count))).initialise(stream: &stream)
     }
     copyOnlineToTarget()
@@ -333,7 +381,7 @@ public final class MultiTaskModel {
       for i in 0..<t {
         for j in 0..<t { gram[i * t + j] += blockSums[i * t + j] }
       }
-      if index == blocks.count - 2 {
+      if index == encoder.lastWeightBlockIndex {
         for i in 0..<t { lastLayerNormSquares[i] = blockSums[i * t + i] }
       }
     }

@@ -57,6 +57,9 @@ enum Checkpoint {
     if let target = model.target {
       for slot in model.targetLayout.slots { file.append(tensor(slot.name, slot, target)) }
     }
+    if let statistics = model.runningStatistics {
+      for slot in model.statisticsLayout.slots { file.append(tensor(slot.name, slot, statistics)) }
+    }
     file.append(
       SafeTensors.Tensor(
         name: "balancer.task_weights", shape: [trainer.balancer.taskWeights.count],
@@ -80,6 +83,7 @@ enum Checkpoint {
       "epoch": String(trainer.step / trainer.stepsPerEpoch),
       "tasks": trainer.configuration.tasks.map(\.rawValue).joined(separator: ","),
       "balancer": trainer.configuration.balancer,
+      "encoder": trainer.configuration.encoderDescription,
       "world_size": String(trainer.communicator.size),
       "configuration": String(decoding: try encoder.encode(resolved), as: UTF8.self),
       "model": String(decoding: try encoder.encode(model.configuration), as: UTF8.self),
@@ -136,6 +140,11 @@ enum Checkpoint {
     if let target = model.target {
       for slot in model.targetLayout.slots {
         contents.load(slot.name, into: elements(slot, target))
+      }
+    }
+    if let statistics = model.runningStatistics {
+      for slot in model.statisticsLayout.slots {
+        contents.load(slot.name, into: elements(slot, statistics))
       }
     }
     trainer.balancer.taskWeights = contents.taskWeights
@@ -206,6 +215,11 @@ enum Checkpoint {
       ),
       ("--balancer", saved.balancer, configuration.balancer),
       ("--optimizer", saved.optimizer.rawValue, configuration.optimizer.rawValue),
+      ("--encoder", saved.encoder.rawValue, configuration.encoder.rawValue),
+      (
+        "--conv-channels", saved.convChannels.map(String.init).joined(separator: ","),
+        configuration.convChannels.map(String.init).joined(separator: ",")
+      ),
       ("--batch-size", String(saved.batchSize), String(configuration.batchSize)),
       ("--seed", String(saved.seed), String(configuration.seed)),
     ]
@@ -221,7 +235,7 @@ enum Checkpoint {
   ///
   /// - Throws: ``UsageError`` naming the first tensor that differs, with both shapes.
   static func checkShapes(_ file: SafeTensors, model: MultiTaskModel, path: String) throws {
-    for slot in model.layout.slots + model.targetLayout.slots {
+    for slot in model.layout.slots + model.targetLayout.slots + model.statisticsLayout.slots {
       guard let tensor = file.tensor(named: slot.name), tensor.shape != slot.shape else {
         continue
       }

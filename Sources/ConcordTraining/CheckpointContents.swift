@@ -49,6 +49,7 @@ struct CheckpointContents {
       }
     }
     for slot in model.targetLayout.slots { expected.append((slot.name, .f32, slot.shape)) }
+    for slot in model.statisticsLayout.slots { expected.append((slot.name, .f32, slot.shape)) }
     expected.append(("balancer.task_weights", .f64, [t]))
     // The initial losses are [0] or [T]; their count is checked below.
     expected.append(("balancer.initial_losses", .f64, nil))
@@ -178,7 +179,10 @@ struct CheckpointContents {
       let model = try? JSONDecoder().decode(ModelConfiguration.self, from: Data(text.utf8)),
       !model.tasks.isEmpty, model.inputSize > 0, model.classCount > 0,
       model.augmentationCount > 0, model.projectorHiddenSize > 0, model.projectionSize > 0,
-      !model.hiddenSizes.isEmpty, model.hiddenSizes.allSatisfy({ $0 > 0 })
+      !model.hiddenSizes.isEmpty, model.hiddenSizes.allSatisfy({ $0 > 0 }),
+      model.conv.map({
+        $0.isValid && $0.height * $0.width == model.inputSize && $0.channels == model.hiddenSizes
+      }) ?? true
     else {
       throw CheckpointError("\(path): the checkpoint has no readable model shape in __metadata__")
     }

@@ -30,6 +30,8 @@ public enum CheckpointEvaluation {
     public var linearProbe = false
     /// The probe's passes over the training features, or nil for the run's `--probe-epochs`.
     public var probeEpochs: Int?
+    /// The encoder the checkpoint must hold, or nil to take whichever it holds.
+    public var encoder: EncoderKind?
 
     /// Creates options that evaluate nothing until ``checkpointPath`` is set.
     public init() {}
@@ -57,6 +59,12 @@ public enum CheckpointEvaluation {
       try CheckpointContents.checkVersionAndChecksum(file, path: path)
       let configuration = try CheckpointContents.storedConfiguration(file, path: path)
       let localBatch = max(configuration.batchSize / communicator.size, 1)
+      if let encoder = options.encoder, encoder != configuration.encoder {
+        throw UsageError(
+          "--encoder \(encoder.rawValue): \(path) contains the encoder "
+            + "\(configuration.encoderDescription); pass --encoder "
+            + "\(configuration.encoder.rawValue) or leave --encoder out")
+      }
       let (contents, model) = try CheckpointInspection.validatedCheckpoint(
         file, path: path, capacity: 2 * localBatch)
       return (configuration, contents, model)
@@ -66,6 +74,14 @@ public enum CheckpointEvaluation {
         slot.name,
         into: UnsafeMutableBufferPointer(
           start: model.parameters.baseAddress + slot.offset, count: slot.count))
+    }
+    if let statistics = model.runningStatistics {
+      for slot in model.statisticsLayout.slots {
+        contents.load(
+          slot.name,
+          into: UnsafeMutableBufferPointer(
+            start: statistics.baseAddress + slot.offset, count: slot.count))
+      }
     }
 
     let dataDirectory = options.dataDirectory ?? configuration.dataDirectory

@@ -101,7 +101,7 @@ enum Evaluation {
     var start = range.lowerBound
     while start < range.upperBound {
       let end = min(start + model.capacity, range.upperBound)
-      let output = model.encoder.forward(images.rows(start..<end))
+      let output = model.encoder.forwardForEvaluation(images.rows(start..<end))
       result.rows((start - range.lowerBound)..<(end - range.lowerBound)).copy(from: output)
       start = end
     }

@@ -95,9 +95,16 @@ final class GradientReducer: GradientObserver {
         "--allreduce overlap cannot run with --allreduce-fusion per-task, whose allreduce calls "
           + "start after the backward pass: pass --allreduce blocking or --allreduce-fusion all")
     }
+    let isConv = model.configuration.conv != nil
+    guard !(mode == .overlap && isConv) else {
+      throw UsageError(
+        "--allreduce overlap cannot run with --encoder conv, whose batch normalisation sums "
+          + "statistics over the ranks during the backward pass, when the communication thread "
+          + "owns MPI: pass --allreduce blocking or auto")
+    }
     var resolved = mode
     if mode == .auto {
-      resolved = HostCores.hasSpareCore && fusion == .all ? .overlap : .blocking
+      resolved = HostCores.hasSpareCore && fusion == .all && !isConv ? .overlap : .blocking
     }
     self.mode = communicator.size > 1 ? resolved : .blocking
     self.buffer = model.reduceBuffer

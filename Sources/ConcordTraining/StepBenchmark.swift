@@ -52,6 +52,11 @@ public struct StepBenchmarkReport: Sendable {
   public var allreducePrecision: AllreducePrecision
   /// The allreduce calls of one step.
   public var allreduceCalls: Int
+  /// Each distinct matrix product shape of the step, in the order of its first call, with its
+  /// calls per step and the throughput of `cblas_sgemm` alone on it.
+  public var gemmShapes: [(shape: GEMMShape, calls: Int, sgemmGFLOPS: Double)] = []
+  /// The encoder, as `mlp 512,256` or `conv 32,64,128`.
+  public var encoder = ""
 }
 
 /// Measures the training step: time per step and per phase, next to the limits of the
@@ -111,6 +116,19 @@ public enum StepBenchmark {
 
     let flops = Double(shapes.reduce(0) { $0 + $1.flops })
     let sgemmSeconds = try timeGEMMs(shapes, communicator: communicator)
+    var distinct: [(shape: GEMMShape, calls: Int, sgemmGFLOPS: Double)] = []
+    for shape in shapes {
+      if let index = distinct.firstIndex(where: { $0.shape == shape }) {
+        distinct[index].calls += 1
+      } else {
+        distinct.append((shape, 1, 0))
+      }
+    }
+    for index in distinct.indices {
+      let shape = distinct[index].shape
+      let seconds = try timeGEMMs([shape], communicator: communicator)
+      distinct[index].sgemmGFLOPS = Double(shape.flops) / (seconds * 1e9)
+    }
     let bytes = trainer.model.reduceBuffer.count * MemoryLayout<Float>.stride
     let allreduceMilliseconds = try timeAllreduce(
       count: trainer.model.reduceBuffer.count, communicator: communicator)
@@ -151,7 +169,8 @@ public enum StepBenchmark {
       analyticMB: analyticMegabytes(trainer: trainer, localBatch: localBatch),
       ranks: communicator.size, blasThreads: BLAS.threadCount, batchSize: c.batchSize,
       allreduceMode: trainer.allreduceMode, allreduceFusion: c.allreduceFusion,
-      allreducePrecision: c.allreducePrecision, allreduceCalls: trainer.allreduceCallsPerStep)
+      allreducePrecision: c.allreducePrecision, allreduceCalls: trainer.allreduceCallsPerStep,
+      gemmShapes: distinct, encoder: c.encoderDescription)
   }
 
   static func phaseName(_ phase: StepPhase, _ tasks: [String]) -> String {
@@ -235,7 +254,12 @@ public enum StepBenchmark {
     floats += model.target?.count ?? 0
     floats += model.reduceBuffer.count
     floats += trainer.allreduceStagingBytes / MemoryLayout<Float>.stride
-    floats += widths.reduce(0) { $0 + rows * $1 * (2 + t) }  // activations, deltas, wide deltas
+    if let conv = model.encoder as? ConvEncoder {
+      // The target network's buffers match the online network's.
+      floats += conv.workspaceCount + (model.target == nil ? 0 : conv.network.workspaceCount)
+    } else {
+      floats += widths.reduce(0) { $0 + rows * $1 * (2 + t) }  // activations, deltas, wide deltas
+    }
     floats += 3 * rows * c.inputSize  // two views and the stacked input
     floats += trainer.trainSet.images.count + trainer.testSet.images.count
     return Double(floats * MemoryLayout<Float>.stride) / 1_048_576

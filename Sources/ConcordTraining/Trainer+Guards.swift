@@ -54,6 +54,7 @@ extension Trainer {
     checksum.add(model.parameters)
     for buffer in optimizer.stateBuffers { checksum.add(buffer) }
     if let target = model.target { checksum.add(target) }
+    if let statistics = model.runningStatistics { checksum.add(statistics) }
     checksum.add(balancer.taskWeights)
     checksum.add(step)
     let all = try communicator.allgather(Int64(bitPattern: checksum.value))
@@ -109,6 +110,11 @@ extension Trainer {
     }
     if let target = model.target {
       for slot in model.targetLayout.slots { tensors.append((slot.name, bytes(slot, target))) }
+    }
+    if let statistics = model.runningStatistics {
+      for slot in model.statisticsLayout.slots {
+        tensors.append((slot.name, bytes(slot, statistics)))
+      }
     }
     return tensors
   }

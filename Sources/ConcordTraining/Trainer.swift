@@ -41,6 +41,8 @@ public final class Trainer {
   let testSet: Dataset
   let prefetcher: BatchPrefetcher
   let model: MultiTaskModel
+  /// Sums the convolutional encoder's batch statistics over the ranks.
+  let statisticsReducer: CommunicatorStatisticsReducer
   var balancer: any GradientBalancer
   let optimizer: any Optimizer
   /// The learning rate of each step.
@@ -142,11 +144,14 @@ public final class Trainer {
 
     let localBatch = c.batchSize / communicator.size
     let modelConfiguration = c.modelConfiguration(
-      inputSize: trainSet.height * trainSet.width, classCount: trainSet.classCount,
+      height: trainSet.height, width: trainSet.width, classCount: trainSet.classCount,
       augmentationCount: AugmentationKind.allCases.count)
+    try Self.checkConvShape(modelConfiguration)
+    statisticsReducer = CommunicatorStatisticsReducer(communicator: communicator)
     model = MultiTaskModel(
       configuration: modelConfiguration, capacity: c.supervisedView.rowsPerImage * localBatch,
-      seed: c.seed, supervisedView: c.supervisedView)
+      seed: c.seed, supervisedView: c.supervisedView,
+      statisticsReducer: statisticsReducer)
     if c.simclrNegatives == .global,
       let head = model.heads.lazy.compactMap({ $0 as? SimCLRHead }).first
     {
@@ -457,6 +462,7 @@ public final class Trainer {
     submitHeadGradients()
     recorder.begin(.encoderBackward)
     model.backwardEncoder(rows: batch.input.rows, observer: reducer)
+    try statisticsReducer.throwIfFailed()
 
     // The allreduce carries every task's gradients and losses: in one call, or one per task
     // (--allreduce-fusion per-task), and with bfloat16 gradients one more for the float32
@@ -529,11 +535,12 @@ public final class Trainer {
     throws
   {
     let blocks = model.encoder.gradientBlocks
-    let lastWeightStart = blocks.dropLast(2).reduce(0) { $0 + $1.columns }
+    let lastWeight = model.encoder.lastWeightBlockIndex
+    let lastWeightStart = blocks.prefix(lastWeight).reduce(0) { $0 + $1.columns }
     let range =
       configuration.gradNormLayer == "shared"
       ? 0..<model.encoderParameterCount
-      : lastWeightStart..<(lastWeightStart + blocks[blocks.count - 2].columns)
+      : lastWeightStart..<(lastWeightStart + blocks[lastWeight].columns)
     let path = "\(runDirectory)/gradients-step-\(step).safetensors"
     try collectively(communicator) {
       guard communicator.isRoot else { return }
@@ -565,7 +572,8 @@ public final class Trainer {
     log.print(
       "concord: \(trainSet.count) training images, global batch \(c.batchSize) "
         + "(\(c.batchSize / communicator.size) per rank), \(stepsPerEpoch) steps per epoch, "
-        + "steps \(step)..<\(totalSteps), \(model.layout.count) parameters")
+        + "steps \(step)..<\(totalSteps), \(model.layout.count) parameters"
+        + (c.encoder == .conv ? ", encoder \(c.encoderDescription)" : ""))
     log.print("concord: writing to \(runDirectory)")
   }
 

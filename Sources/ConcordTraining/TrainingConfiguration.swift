@@ -32,6 +32,12 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var resume = ""
   /// The encoder widths; the last is the representation size.
   public var hiddenSizes = [512, 256]
+  /// The encoder architecture: fully connected (``hiddenSizes``) or convolutional
+  /// (``convChannels``).
+  public var encoder = EncoderKind.mlp
+  /// The output channels of the convolutional encoder's blocks; the last is the
+  /// representation size.
+  public var convChannels = [32, 64, 128]
   /// The NT-Xent temperature of the SimCLR task.
   public var temperature: Float = 0.5
   /// Where NT-Xent takes its negatives from: the rank's own batch or the global batch.
@@ -219,6 +225,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     supervisedView =
       try container.decodeIfPresent(type(of: supervisedView).self, forKey: .supervisedView)
       ?? supervisedView
+    encoder = try container.decodeIfPresent(type(of: encoder).self, forKey: .encoder) ?? encoder
+    convChannels =
+      try container.decodeIfPresent(type(of: convChannels).self, forKey: .convChannels)
+      ?? convChannels
   }
 
   /// Returns the model shape that these settings describe, for a dataset of the given image size.

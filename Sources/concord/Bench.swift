@@ -1,4 +1,5 @@
 import ConcordDistributed
+import ConcordModel
 import ConcordTensors
 import ConcordTraining
 import Foundation
@@ -6,6 +7,7 @@ import Foundation
 /// The usage text of `concord bench`.
 let benchUsage = """
   usage: concord bench step [--batch-size N] [--hidden LIST] [--tasks LIST] [--balancer NAME]
+                            [--encoder mlp|conv] [--conv-channels LIST]
                             [--steps N] [--warmup N] [--blas-threads N] [--allreduce MODE]
                             [--allreduce-fusion all|per-task]
                             [--allreduce-precision float32|bfloat16] [--json]
@@ -78,7 +80,8 @@ func bench(arguments: [String]) -> Int32 {
       if flag == "--steps" { measured = value } else { warmup = value }
       index += 2
     case "--batch-size", "--hidden", "--tasks", "--balancer", "--blas-threads", "--seed", "--lr",
-      "--allreduce", "--allreduce-fusion", "--allreduce-precision", "--config":
+      "--allreduce", "--allreduce-fusion", "--allreduce-precision", "--config", "--encoder",
+      "--conv-channels":
       trainArguments += arguments[index..<min(index + 2, arguments.count)]
       index += 2
     default:
@@ -147,7 +150,11 @@ private func benchText(
   func f(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
   var lines = [
     "concord bench step: \(r.ranks) rank(s) x \(r.blasThreads) BLAS thread(s), global batch "
-      + "\(r.batchSize), hidden \(c.hiddenSizes.map(String.init).joined(separator: ",")), tasks "
+      + "\(r.batchSize), "
+      + (c.encoder == .conv
+        ? "encoder \(r.encoder)"
+        : "hidden \(c.hiddenSizes.map(String.init).joined(separator: ","))")
+      + ", tasks "
       + "\(c.tasks.map(\.rawValue).joined(separator: ",")), balancer \(c.balancer), "
       + "\(r.allreduceMode.rawValue) allreduce (fusion \(r.allreduceFusion.rawValue), "
       + "\(r.allreducePrecision.rawValue), \(r.allreduceCalls) call(s) per step), "
@@ -162,6 +169,14 @@ private func benchText(
     "matrix products    \(f(r.flopsPerStep / 1e9, 3)) GFLOP per rank per step: model "
       + "\(f(r.modelGFLOPS, 1)) GFLOP/s, cblas_sgemm \(f(r.sgemmGFLOPS, 1)) GFLOP/s, ratio "
       + f(r.modelGFLOPS / r.sgemmGFLOPS))
+  for (shape, calls, sgemm) in r.gemmShapes {
+    let name =
+      "\(shape.m) x \(shape.n) x \(shape.k)" + (shape.transposeA ? " A^T" : "")
+      + (shape.transposeB ? " B^T" : "")
+    lines.append(
+      "  " + name.padding(toLength: 26, withPad: " ", startingAt: 0) + "\(calls) call(s), "
+        + "\(f(Double(calls * shape.flops) / 1e9, 3)) GFLOP, cblas_sgemm \(f(sgemm, 1)) GFLOP/s")
+  }
   if r.ranks > 1 {
     lines.append(
       "allreduce          \(f(Double(r.allreduceBytes) / 1e6, 1)) MB per step: step "
@@ -205,6 +220,7 @@ private func benchJSON(_ r: StepBenchmarkReport) -> String {
     "\"allreduce_fusion\": \"\(r.allreduceFusion.rawValue)\"",
     "\"allreduce_precision\": \"\(r.allreducePrecision.rawValue)\"",
     "\"allreduce_calls\": \(r.allreduceCalls)",
+    "\"encoder\": \"\(r.encoder)\"",
   ]
   return "{" + fields.joined(separator: ", ") + "}"
 }

@@ -1,4 +1,5 @@
 import ConcordDistributed
+import ConcordModel
 import ConcordTensors
 import ConcordTraining
 import Foundation
@@ -7,6 +8,7 @@ import Foundation
 let evalUsage = """
   usage: concord eval --checkpoint FILE [--data DIR] [--out DIR] [--test-limit N] [--knn K]
                      [--knn-temperature T] [--linear-probe] [--probe-epochs N]
+                     [--encoder mlp|conv]
 
   Evaluates a checkpoint as training does at its end: the supervised head's test accuracy,
   the kNN accuracy of the representation and, with --linear-probe, the test accuracy of a
@@ -24,6 +26,8 @@ let evalUsage = """
     --linear-probe      also train and test a linear probe on the frozen features
     --probe-epochs N    passes of the linear probe over the training features
                         (default: the run's)
+    --encoder KIND      the encoder the checkpoint must hold, mlp or conv; another is an
+                        error (default: whichever it holds)
   """
 
 /// Parses the arguments of `concord eval` (without the subcommand).
@@ -39,7 +43,7 @@ func parseEvalArguments(_ arguments: [String]) throws -> CheckpointEvaluation.Op
     }
     let names = [
       "--checkpoint", "--data", "--out", "--test-limit", "--knn", "--knn-temperature",
-      "--probe-epochs",
+      "--probe-epochs", "--encoder",
     ]
     guard names.contains(flag) else {
       throw UsageError("unknown flag \(flag): concord eval --help lists the flags")
@@ -52,6 +56,11 @@ func parseEvalArguments(_ arguments: [String]) throws -> CheckpointEvaluation.Op
     case "--checkpoint": options.checkpointPath = value
     case "--data": options.dataDirectory = value
     case "--out": options.outputDirectory = value
+    case "--encoder":
+      guard let encoder = EncoderKind(rawValue: value) else {
+        throw UsageError("invalid --encoder \(value): pass mlp or conv")
+      }
+      options.encoder = encoder
     case "--knn-temperature":
       guard let temperature = Float(value), temperature.isFinite, temperature > 0 else {
         throw UsageError("invalid --knn-temperature \(value): pass a number greater than 0")

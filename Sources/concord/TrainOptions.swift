@@ -110,12 +110,16 @@ let trainOptions: [TrainOption] = [
   ) { $0.resume = try nonEmpty($1, "--resume") },
   TrainOption(
     name: "--hidden", value: "LIST", help: "encoder widths, comma-separated (default 512,256)"
-  ) { configuration, value in
-    let widths = value.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
-    guard !widths.isEmpty, widths.allSatisfy({ ($0 ?? 0) > 0 }) else {
-      throw UsageError("invalid --hidden \(value): pass positive widths such as 512,256")
-    }
-    configuration.hiddenSizes = widths.map { $0! }
+  ) { $0.hiddenSizes = try positiveList($1, "--hidden", of: "widths", example: "512,256") },
+  TrainOption(
+    name: "--encoder", value: "mlp|conv",
+    help: "encoder: fully connected (--hidden) or convolutional (--conv-channels) (default mlp)"
+  ) { $0.encoder = try namedCase($1, "--encoder") },
+  TrainOption(
+    name: "--conv-channels", value: "LIST",
+    help: "channels of the conv encoder's 3x3 blocks, comma-separated (default 32,64,128)"
+  ) {
+    $0.convChannels = try positiveList($1, "--conv-channels", of: "channels", example: "32,64,128")
   },
   TrainOption(
     name: "--temperature", value: "X", help: "SimCLR NT-Xent temperature (default 0.5)"
@@ -331,6 +335,19 @@ private func nonNegativeReal(_ value: String, _ flag: String) throws -> Double {
     throw UsageError("invalid \(flag) \(value): pass a number >= 0")
   }
   return number
+}
+
+/// Returns the comma-separated whole numbers of `value`, each greater than 0.
+///
+/// - Throws: ``UsageError`` naming `flag` and `value`, with `example` as a valid list of `noun`.
+private func positiveList(_ value: String, _ flag: String, of noun: String, example: String)
+  throws -> [Int]
+{
+  let numbers = value.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+  guard !numbers.isEmpty, numbers.allSatisfy({ ($0 ?? 0) > 0 }) else {
+    throw UsageError("invalid \(flag) \(value): pass positive \(noun) such as \(example)")
+  }
+  return numbers.map { $0! }
 }
 
 private func positiveReal(_ value: String, _ flag: String) throws -> Double {

@@ -3,20 +3,6 @@ import Testing
 
 @testable import ConcordModel
 
-/// Half the squared distance of `output` from `target`, summed in double precision; writes
-/// its gradient `output - target` into `gradient` when given.
-private func squaredError(_ output: Matrix, _ target: Matrix, gradient: Matrix? = nil) -> Float {
-  var sum = 0.0
-  for r in 0..<output.rows {
-    for c in 0..<output.columns {
-      let difference = output[r, c] - target[r, c]
-      sum += 0.5 * Double(difference) * Double(difference)
-      gradient?[r, c] = difference
-    }
-  }
-  return Float(sum)
-}
-
 private func normalMatrix(_ rows: Int, _ columns: Int, seed: UInt64, scale: Float = 1) -> Matrix {
   var stream = RandomStream(seed: seed, purpose: .test, counters: UInt64(rows), UInt64(columns))
   return Matrix(

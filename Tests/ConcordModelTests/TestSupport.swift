@@ -48,3 +48,17 @@ struct PaddedMatrix {
     view.array.filter { $0 == sentinel }.count
   }
 }
+
+/// Half the squared distance of `output` from `target`, summed in double precision; writes
+/// its gradient `output - target` into `gradient` when given.
+func squaredError(_ output: Matrix, _ target: Matrix, gradient: Matrix? = nil) -> Float {
+  var sum = 0.0
+  for r in 0..<output.rows {
+    for c in 0..<output.columns {
+      let difference = output[r, c] - target[r, c]
+      sum += 0.5 * Double(difference) * Double(difference)
+      gradient?[r, c] = difference
+    }
+  }
+  return Float(sum)
+}

@@ -1,0 +1,102 @@
+import ConcordTensors
+import Foundation
+import Testing
+
+/// Flags of a quick `concord train --encoder conv` run on a subset of Fashion-MNIST.
+private func convRun(out: String, steps: Int, extra: [String] = []) -> [String] {
+  [
+    "train", "--encoder", "conv", "--conv-channels", "8,16", "--out", out, "--steps",
+    String(steps), "--train-limit", "256", "--test-limit", "64", "--batch-size", "16",
+    "--log-every", "1", "--checkpoint-every", "3",
+  ] + extra
+}
+
+@Suite(.serialized, .enabled(if: hasFashionMNIST, "Fashion-MNIST is not installed"))
+struct ConvEncoderEndToEndTests {
+  /// Batch normalisation over the global batch makes 2 ranks reduce the gradients that 1 rank
+  /// computes on the same global batch, up to rounding: per-sample tasks, after one update.
+  @Test func twoRanksReduceOneRankGradients() throws {
+    var dumps: [SafeTensors] = []
+    for ranks in [1, 2] {
+      let out = try makeTemporaryDirectory()
+      let flags = ["--tasks", "supervised,augpred", "--dump-gradients", "1"]
+      let result = try mpirun(ranks: ranks, convRun(out: out, steps: 2, extra: flags))
+      #expect(result.status == 0, "\(ranks) rank(s): \(result.standardError)")
+      dumps.append(try SafeTensors.read(path: out + "/gradients-step-1.safetensors"))
+    }
+    let oneRank = try dumps[0].floats("gradients")
+    let twoRanks = try dumps[1].floats("gradients")
+    #expect(oneRank.count == twoRanks.count)
+    let relative = relativeDifference(oneRank, twoRanks)
+    #expect(relative <= 1e-5, "relative difference of the reduced gradients \(relative)")
+    let losses = zip(try dumps[0].doubles("losses"), try dumps[1].doubles("losses"))
+    for (a, b) in losses { #expect(abs(a - b) <= 1e-5 * abs(a), "losses \(a) and \(b)") }
+    print(
+      "conv gradients, 1 vs 2 ranks: \(oneRank.count) values, relative difference \(relative)")
+  }
+
+  /// 6 steps in one run and 3 + 3 with `--resume latest` end in bit-identical checkpoints,
+  /// running statistics included: all four tasks, two ranks.
+  @Test func resumeIsBitIdentical() throws {
+    let whole = try makeTemporaryDirectory()
+    let parts = try makeTemporaryDirectory()
+    let uninterrupted = try mpirun(ranks: 2, convRun(out: whole, steps: 6))
+    #expect(uninterrupted.status == 0, "\(uninterrupted.standardError)")
+    #expect(uninterrupted.standardOutput.contains("encoder conv 8,16"))
+    #expect(try mpirun(ranks: 2, convRun(out: parts, steps: 3)).status == 0)
+    let resumed = try mpirun(
+      ranks: 2, convRun(out: parts, steps: 6, extra: ["--resume", "latest"]))
+    #expect(resumed.status == 0, "\(resumed.standardError)")
+
+    let a = try SafeTensors.read(path: checkpointPath(whole, step: 6))
+    let b = try SafeTensors.read(path: checkpointPath(parts, step: 6))
+    #expect(a.tensors.map(\.name) == b.tensors.map(\.name))
+    #expect(a.tensor(named: "encoder.norm.1.running_var") != nil)
+    #expect(a.metadata["encoder"] == "conv 8,16")
+    var differing: [String] = []
+    for (x, y) in zip(a.tensors, b.tensors) where x.bytes != y.bytes { differing.append(x.name) }
+    #expect(differing.isEmpty, "tensors that differ after resuming: \(differing)")
+    let mean = try a.floats("encoder.norm.0.running_mean")
+    #expect(mean.contains { $0 != 0 }, "training moved the running mean")
+  }
+
+  /// A checkpoint of one encoder refuses to resume or be evaluated as the other, and
+  /// `inspect` and `eval` read it.
+  @Test func otherEncoderIsRejected() throws {
+    let out = try makeTemporaryDirectory()
+    #expect(try mpirun(ranks: 1, convRun(out: out, steps: 3)).status == 0)
+    let checkpoint = checkpointPath(out, step: 3)
+
+    let resumed = try mpirun(
+      ranks: 1,
+      convRun(out: out, steps: 6, extra: ["--resume", "latest"]).filter { $0 != "conv" }
+        .map { $0 == "--encoder" ? "--encoder=mlp" : $0 })
+    #expect(resumed.status == 2, "\(resumed.standardError)")
+    #expect(resumed.standardError.contains("--encoder conv"), "\(resumed.standardError)")
+
+    let evaluated = try run(
+      concordBinary(), ["eval", "--checkpoint", checkpoint, "--encoder", "mlp", "--out", out])
+    #expect(evaluated.status == 2, "\(evaluated.standardError)")
+    #expect(evaluated.standardError.contains("pass --encoder conv"), "\(evaluated.standardError)")
+
+    let evaluation = try run(concordBinary(), ["eval", "--checkpoint", checkpoint, "--out", out])
+    #expect(evaluation.status == 0, "\(evaluation.standardError)")
+    let inspection = try run(concordBinary(), ["inspect", checkpoint])
+    #expect(inspection.status == 0, "\(inspection.standardError)")
+    #expect(inspection.standardOutput.contains("encoder.norm.0.running_mean F32 [8]"))
+    #expect(inspection.standardOutput.contains("a complete Concord checkpoint at step 3"))
+  }
+
+  /// Settings that the conv encoder cannot run with are usage errors (exit 2).
+  @Test(arguments: [
+    (["--allreduce", "overlap"], "--allreduce overlap cannot run with --encoder conv"),
+    (["--conv-channels", "4,4,4,4,4,4"], "--conv-channels 4,4,4,4,4,4 has 6 blocks"),
+    (["--conv-channels", "8,0"], "invalid --conv-channels 8,0"),
+  ])
+  func invalidSettingsAreUsageErrors(flags: [String], message: String) throws {
+    let out = try makeTemporaryDirectory()
+    let result = try mpirun(ranks: 2, convRun(out: out, steps: 1, extra: flags))
+    #expect(result.status == 2, "\(result.standardError)")
+    #expect(result.standardError.contains(message), "\(result.standardError)")
+  }
+}
