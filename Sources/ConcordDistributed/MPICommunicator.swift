@@ -232,10 +232,11 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
       "MPI_Reduce_scatter_block")
   }
 
-  /// Checks that the `size * count` floats of an allgather or reduce-scatter fit the `Int32`
-  /// counts of the C interface. Unlike the allreduce, these calls are not split into pieces,
-  /// because each rank's block would have to be split alike. The SimCLR projections they move
-  /// are far smaller than the limit.
+  /// Checks that the `size * count` floats of an allgather or reduce-scatter fit the `Int32` counts
+  /// of the C interface.
+  ///
+  /// Unlike the allreduce, these calls are not split into pieces, because each rank's block would
+  /// have to be split alike. The SimCLR projections they move are far smaller than the limit.
   private func checkBlockCount(_ count: Int, _ name: String) {
     checkRunning()
     precondition(

@@ -125,10 +125,11 @@ public final class ConvNetwork {
       + features.count
   }
 
-  /// Runs the network in training mode on `input` (`[n, inputSize]`, `n <= capacity`):
-  /// batch normalisation with the statistics of the global batch, which also move the running
-  /// statistics when the network tracks them. Returns the features `[n, outputSize]`, a view
-  /// that the next forward pass overwrites.
+  /// Runs the network in training mode on `input` (`[n, inputSize]`, `n <= capacity`): batch
+  /// normalisation with the statistics of the global batch, which also move the running statistics
+  /// when the network tracks them.
+  ///
+  /// Returns the features `[n, outputSize]`, a view that the next forward pass overwrites.
   ///
   /// Every process that shares the batch must call it at the same point of the step.
   @discardableResult

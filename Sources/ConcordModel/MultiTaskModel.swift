@@ -75,7 +75,9 @@ public final class MultiTaskModel {
   /// The shared encoder: ``SharedEncoder``, or ``ConvEncoder`` with ``ModelConfiguration/conv``.
   public let encoder: any MultiTaskEncoder
   /// The batch normalisation running statistics of the convolutional encoder, which training
-  /// updates but does not train; nil for the MLP encoder. ``statisticsLayout`` names them.
+  /// updates but does not train; nil for the MLP encoder.
+  ///
+  /// ``statisticsLayout`` names them.
   public let runningStatistics: FloatBuffer?
   /// The names and places of the tensors in ``runningStatistics``.
   public let statisticsLayout: ParameterLayout
@@ -91,8 +93,9 @@ public final class MultiTaskModel {
   /// The largest number of rows (two views per image, and a clean one with
   /// ``supervisedView`` `clean` or `both`) a batch may have.
   public let capacity: Int
-  /// The images that the supervised head trains on. Batches have clean rows unless it is
-  /// ``SupervisedView/augmented``.
+  /// The images that the supervised head trains on.
+  ///
+  /// Batches have clean rows unless it is ``SupervisedView/augmented``.
   public let supervisedView: SupervisedView
   private let ones: FloatBuffer
   private let blockSums: UnsafeMutablePointer<Double>

@@ -78,8 +78,10 @@ public enum RunPlot {
     return svg + "</svg>\n"
   }
 
-  /// Returns the start of an SVG page: the root element, a white background, `title` at the
-  /// top left and `note` at the top right. The caller appends the panels and `</svg>`.
+  /// Returns the start of an SVG page: the root element, a white background, `title` at the top
+  /// left and `note` at the top right.
+  ///
+  /// The caller appends the panels and `</svg>`.
   static func pageStart(width: Double, height: Double, title: String, note: String) -> String {
     """
     <?xml version="1.0" encoding="UTF-8"?>

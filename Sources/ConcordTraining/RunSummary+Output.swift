@@ -34,9 +34,11 @@ extension RunSummary {
     let accuracyText = testAccuracy.map { String(format: "%.4f", $0) } ?? "n/a"
     let probeText =
       linearProbeAccuracy.map { ", linear probe accuracy \(String(format: "%.4f", $0))" } ?? ""
+    let augpredText =
+      augpredAccuracy.map { ", augpred accuracy \(String(format: "%.4f", $0))" } ?? ""
     return
       "concord: test accuracy \(accuracyText), kNN accuracy \(String(format: "%.4f", knnAccuracy)) "
-      + "(k = \(knnK), T = \(knnTemperature))\(probeText), \(steps) steps, "
+      + "(k = \(knnK), T = \(knnTemperature))\(probeText)\(augpredText), \(steps) steps, "
       + "\(String(format: "%.1f", seconds)) s"
   }
 

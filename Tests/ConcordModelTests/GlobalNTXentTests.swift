@@ -13,9 +13,11 @@ private func permutedRows(_ source: Matrix, _ order: [Int]) -> Matrix {
   return result
 }
 
-/// Returns, for each row of the ranks' batches one after the other, its row in the global
-/// batch of `images` images. The global batch has the first views and then the second views.
-/// Each of the `ranks` ranks has `images / ranks` images, also first views, then second views.
+/// Returns, for each row of the ranks' batches one after the other, its row in the global batch of
+/// `images` images.
+///
+/// The global batch has the first views and then the second views. Each of the `ranks` ranks has
+/// `images / ranks` images, also first views, then second views.
 private func rankOrder(images: Int, ranks: Int) -> [Int] {
   let n = images / ranks
   var order: [Int] = []
@@ -104,9 +106,10 @@ func anchorLossesAddUpToTheWholeBatch(shape: (Int, Int, Int)) {
   }
 }
 
-/// Through the SimCLR head, two simulated ranks with global negatives each get their share of
-/// the whole batch's loss. On one rank the head's result equals NT-Xent within the batch bit
-/// for bit.
+/// Through the SimCLR head, two simulated ranks with global negatives each get their share of the
+/// whole batch's loss.
+///
+/// On one rank the head's result equals NT-Xent within the batch bit for bit.
 @Test func simCLRHeadWithGlobalNegatives() {
   let configuration = ModelConfiguration(
     inputSize: 10, hiddenSizes: [12, 8], tasks: [.simclr], projectorHiddenSize: 9,

@@ -12,8 +12,10 @@ private func tinyLayout() -> ParameterLayout {
   return layout
 }
 
-/// Runs `steps` LARS updates in Double with constant gradients and returns the parameters
-/// after the last one. Weights are the tensors of more than one dimension.
+/// Runs `steps` LARS updates in Double with constant gradients and returns the parameters after the
+/// last one.
+///
+/// Weights are the tensors of more than one dimension.
 private func referenceLARS(
   layout: ParameterLayout, start: [Double], gradients: [Double], steps: Int, rate: Double,
   momentum: Double, weightDecay: Double, eta: Double

@@ -88,9 +88,10 @@ private func expectSameTask(
   #expect(headError < 1e-5, "\(task) head gradient differs by \(headError)")
 }
 
-/// With `clean`, the supervised loss and gradients are those of the clean rows alone. The
-/// other tasks' gradients are those of the view rows alone, because the clean rows add
-/// nothing to them, and their gradient with respect to the clean rows' features is zero.
+/// With `clean`, the supervised loss and gradients are those of the clean rows alone.
+///
+/// The other tasks' gradients are those of the view rows alone, because the clean rows add nothing
+/// to them, and their gradient with respect to the clean rows' features is zero.
 @Test func cleanViewSeparatesTheRows() {
   let problem = CleanRowsProblem()
   let clean = CleanRowsProblem.makeModel(capacity: 12, view: .clean)

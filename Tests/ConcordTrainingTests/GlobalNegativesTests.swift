@@ -37,9 +37,10 @@ struct GlobalNegativesTests {
     )
   }
 
-  /// With global negatives the reduced NT-Xent loss and gradient of 2 ranks equal those of 1
-  /// rank with the same global batch, up to float rounding. With local negatives each rank
-  /// contrasts only its own half of the batch, so both differ.
+  /// With global negatives the reduced NT-Xent loss and gradient of 2 ranks equal those of 1 rank
+  /// with the same global batch, up to float rounding.
+  ///
+  /// With local negatives each rank contrasts only its own half of the batch, so both differ.
   @Test func twoRanksMatchOneRankOnlyWithGlobalNegatives() throws {
     let one = try reducedStep(ranks: 1, negatives: "global")
     let two = try reducedStep(ranks: 2, negatives: "global", steps: 3)

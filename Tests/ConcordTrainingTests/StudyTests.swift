@@ -49,8 +49,9 @@ private final class ElementCounter: NSObject, XMLParserDelegate {
 @Suite(.serialized, .enabled(if: hasFashionMNIST, "Fashion-MNIST is not installed"))
 struct StudyTests {
   /// A study under 2 ranks writes a run folder per setting and a report whose table and JSON
-  /// contain the means and deviations of the runs' own files. Running it again skips every
-  /// run.
+  /// contain the means and deviations of the runs' own files.
+  ///
+  /// Running it again skips every run.
   @Test func tinyStudyReportsAndResumes() throws {
     let out = try makeTemporaryDirectory() + "/study"
     let result = try mpirun(ranks: 2, tinyStudy(out: out))
