@@ -89,7 +89,7 @@ enum Checkpoint {
       "model": String(decoding: try encoder.encode(model.configuration), as: UTF8.self),
       "data_crc32": CheckpointContents.crc32Text(CheckpointContents.dataCRC32(of: file)),
     ]
-    let directory = (path as NSString).deletingLastPathComponent
+    let directory = deletingLastPathComponent(path)
     try checkFinite(file, step: trainer.step, path: path)
     do {
       try AtomicFile.write(file.serialized(), to: path)
@@ -204,22 +204,23 @@ enum Checkpoint {
     _ file: SafeTensors, _ configuration: TrainingConfiguration, path: String
   ) throws {
     let saved = try CheckpointContents.storedConfiguration(file, path: path)
+    // The encoder comes first, and only its own widths count: a conv run ignores --hidden.
+    let widths =
+      saved.encoder == .conv
+      ? ("--conv-channels", saved.convChannels, configuration.convChannels)
+      : ("--hidden", saved.hiddenSizes, configuration.hiddenSizes)
     let pairs: [(String, String, String)] = [
       (
         "--tasks", saved.tasks.map(\.rawValue).joined(separator: ","),
         configuration.tasks.map(\.rawValue).joined(separator: ",")
       ),
+      ("--encoder", saved.encoder.rawValue, configuration.encoder.rawValue),
       (
-        "--hidden", saved.hiddenSizes.map(String.init).joined(separator: ","),
-        configuration.hiddenSizes.map(String.init).joined(separator: ",")
+        widths.0, widths.1.map(String.init).joined(separator: ","),
+        widths.2.map(String.init).joined(separator: ",")
       ),
       ("--balancer", saved.balancer, configuration.balancer),
       ("--optimizer", saved.optimizer.rawValue, configuration.optimizer.rawValue),
-      ("--encoder", saved.encoder.rawValue, configuration.encoder.rawValue),
-      (
-        "--conv-channels", saved.convChannels.map(String.init).joined(separator: ","),
-        configuration.convChannels.map(String.init).joined(separator: ",")
-      ),
       ("--batch-size", String(saved.batchSize), String(configuration.batchSize)),
       ("--seed", String(saved.seed), String(configuration.seed)),
     ]
@@ -302,10 +303,10 @@ enum Checkpoint {
   /// Returns the run folder that contains the checkpoint `path`: the parent of its
   /// `checkpoints` folder, or else the folder of the file.
   static func runDirectory(containing path: String) -> String {
-    let folder = (path as NSString).deletingLastPathComponent
+    let folder = deletingLastPathComponent(path)
     let directory =
-      (folder as NSString).lastPathComponent == "checkpoints"
-      ? (folder as NSString).deletingLastPathComponent : folder
+      folder.split(separator: "/").last == "checkpoints"
+      ? deletingLastPathComponent(folder) : folder
     return directory.isEmpty ? "." : directory
   }
 

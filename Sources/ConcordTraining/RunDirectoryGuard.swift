@@ -60,9 +60,9 @@ extension Trainer {
       }
     } else {
       // The nearest existing ancestor decides whether the folder can be made.
-      var ancestor = (directory as NSString).deletingLastPathComponent
+      var ancestor = deletingLastPathComponent(directory)
       while !ancestor.isEmpty && !FileManager.default.fileExists(atPath: ancestor) {
-        ancestor = (ancestor as NSString).deletingLastPathComponent
+        ancestor = deletingLastPathComponent(ancestor)
       }
       let parent = ancestor.isEmpty ? "." : ancestor
       _ = FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory)

@@ -144,7 +144,7 @@ public enum Study {
         }
         return
       }
-      path = (path as NSString).deletingLastPathComponent
+      path = deletingLastPathComponent(path)
     }
   }
 

@@ -276,7 +276,7 @@ public final class Trainer {
             + "\(directory) to start again there, or pass another --out")
       }
       if let trace = c.tracePath {
-        let folder = (trace as NSString).deletingLastPathComponent
+        let folder = deletingLastPathComponent(trace)
         guard AtomicFile.canWrite(inFolderOf: trace) else {
           throw UsageError(
             "--trace \(trace): the folder \(folder) does not exist or is not writable; "
@@ -329,6 +329,7 @@ public final class Trainer {
   /// parameters, update, the optimizer's state, the BYOL target and T per-task gradients,
   /// and the encoder's activations and deltas for the local batch.
   static func checkMemory(_ c: TrainingConfiguration, inputSize: Int, ranks: Int) throws {
+    if c.encoder == .conv { return try checkConvMemory(c, inputSize: inputSize, ranks: ranks) }
     let widths = [inputSize] + c.hiddenSizes
     var parameters = 0.0
     for (inputs, outputs) in zip(widths, widths.dropFirst()) {
@@ -345,6 +346,34 @@ public final class Trainer {
         "--hidden \(c.hiddenSizes.map(String.init).joined(separator: ",")) needs about "
           + "\(Int(bytes / 1e9)) GB per rank for the encoder alone, more than this host's "
           + "\(Int(available / 1e9)) GB per rank: pass smaller widths or a smaller --batch-size")
+    }
+  }
+
+  /// Rejects a convolutional encoder whose buffers would not fit in this host's memory.
+  ///
+  /// The estimate takes each block's patch matrix, its outputs before and after batch
+  /// normalisation, pooling and ReLU, and T deltas, for every row of the online and the target
+  /// encoder, on a square image of `inputSize` pixels.
+  static func checkConvMemory(_ c: TrainingConfiguration, inputSize: Int, ranks: Int) throws {
+    var side = Double(inputSize).squareRoot()
+    var inputs = 1.0
+    var floatsPerRow = 0.0
+    var parameters = 0.0
+    for channels in c.convChannels.map(Double.init) {
+      floatsPerRow += side * side * (9 * inputs + channels * Double(4 + c.tasks.count))
+      parameters += 9 * inputs * channels + 2 * channels
+      inputs = channels
+      side = (side / 2).rounded(.down)
+    }
+    let rows = Double(c.supervisedView.rowsPerImage * (c.batchSize / max(ranks, 1)))
+    var bytes = 2 * rows * floatsPerRow * 4
+    bytes += parameters * 4 * Double(3 + c.optimizer.stateNames.count + c.tasks.count)
+    let available = Double(ProcessInfo.processInfo.physicalMemory) / Double(max(ranks, 1))
+    guard bytes < available else {
+      throw UsageError(
+        "--conv-channels \(c.convChannels.map(String.init).joined(separator: ",")) needs about "
+          + "\(Int(bytes / 1e9)) GB per rank for the encoder alone, more than this host's "
+          + "\(Int(available / 1e9)) GB per rank: pass fewer channels or a smaller --batch-size")
     }
   }
 

@@ -27,6 +27,10 @@ let studyUsage = """
 /// The flags of `concord train` that `concord study` sets itself for each run.
 private let flagsSetPerRun = ["--balancer", "--seed", "--resume", "--trace"]
 
+/// The largest `--seeds`: 10,000 runs per balancer is far beyond any study that finishes,
+/// and the bound keeps the list of settings small.
+private let maximumSeedCount = 10_000
+
 /// Parses the arguments of `concord study` (without the subcommand).
 func parseStudyArguments(_ arguments: [String]) throws -> StudyPlan {
   var balancers = BalancerKind.allCases
@@ -71,6 +75,11 @@ func parseStudyArguments(_ arguments: [String]) throws -> StudyPlan {
     case "--seeds":
       guard let count = Int(text), count > 0 else {
         throw UsageError("invalid --seeds \(text): pass a whole number greater than 0")
+      }
+      guard count <= maximumSeedCount else {
+        throw UsageError(
+          "invalid --seeds \(text): pass at most \(maximumSeedCount) seeds, each a full training run"
+        )
       }
       seedCount = count
     default:

@@ -73,6 +73,7 @@ struct ConvEncoderEndToEndTests {
         .map { $0 == "--encoder" ? "--encoder=mlp" : $0 })
     #expect(resumed.status == 2, "\(resumed.standardError)")
     #expect(resumed.standardError.contains("--encoder conv"), "\(resumed.standardError)")
+    #expect(!resumed.standardError.contains("--hidden"), "\(resumed.standardError)")
 
     let evaluated = try run(
       concordBinary(), ["eval", "--checkpoint", checkpoint, "--encoder", "mlp", "--out", out])
@@ -87,11 +88,32 @@ struct ConvEncoderEndToEndTests {
     #expect(inspection.standardOutput.contains("a complete Concord checkpoint at step 3"))
   }
 
+  /// Evaluation normalises with the running statistics, so a checkpoint evaluated on 1 rank
+  /// gives the accuracies that training reported on 2, augpred's included.
+  @Test func evaluationIgnoresRankCount() throws {
+    let out = try makeTemporaryDirectory()
+    #expect(try mpirun(ranks: 2, convRun(out: out, steps: 3)).status == 0)
+    let other = try makeTemporaryDirectory()
+    let alone = try run(
+      concordBinary(), ["eval", "--checkpoint", checkpointPath(out, step: 3), "--out", other])
+    #expect(alone.status == 0, "\(alone.standardError)")
+
+    func accuracies(_ folder: String) throws -> [Double?] {
+      let data = try Data(contentsOf: URL(fileURLWithPath: folder + "/eval.json"))
+      let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+      return ["test_accuracy", "knn_accuracy", "augpred_accuracy"].map { object[$0] as? Double }
+    }
+    let trained = try accuracies(out)
+    #expect(trained[2] != nil)
+    #expect(try accuracies(other) == trained)
+  }
+
   /// Settings that the conv encoder cannot run with are usage errors (exit 2).
   @Test(arguments: [
     (["--allreduce", "overlap"], "--allreduce overlap cannot run with --encoder conv"),
     (["--conv-channels", "4,4,4,4,4,4"], "--conv-channels 4,4,4,4,4,4 has 6 blocks"),
     (["--conv-channels", "8,0"], "invalid --conv-channels 8,0"),
+    (["--conv-channels", "100000"], "--conv-channels 100000 needs about"),
   ])
   func invalidSettingsAreUsageErrors(flags: [String], message: String) throws {
     let out = try makeTemporaryDirectory()
