@@ -49,10 +49,23 @@ func parseStudyArguments(_ arguments: [String]) throws -> StudyPlan {
     }
     let studyFlags = ["--out", "--balancers", "--seeds", "--seed-base"]
     guard studyFlags.contains(flag) else {
+      if flag == "--trace" {
+        throw UsageError(
+          "concord study does not take --trace, because one trace file cannot hold several "
+            + "runs: remove --trace, and trace a single run with concord train --trace FILE")
+      }
       if flagsSetPerRun.contains(flag) {
         throw UsageError(
           "concord study sets \(flag) for each run itself: remove \(flag) and pass "
             + "--balancers LIST, --seeds N or --seed-base K instead")
+      }
+      let isTrainFlag = trainOptions.contains { $0.name == flag }
+      if flag.hasPrefix("--"), !isTrainFlag,
+        let nearest = studyFlags.min(by: { editDistance($0, flag) < editDistance($1, flag) }),
+        editDistance(nearest, flag) <= 2
+      {
+        throw UsageError(
+          "unknown flag \(flag): did you mean \(nearest)? (concord study --help lists all)")
       }
       trainArguments.append(argument)
       index += 1
@@ -118,6 +131,11 @@ private func checkConfigurationFileLeavesRunsToStudy(_ training: TrainingConfigu
     ("trace", training.tracePath != defaults.tracePath),
   ]
   if let key = keys.first(where: \.1)?.0 {
+    if key == "trace" {
+      throw UsageError(
+        "--config sets \"trace\", but one trace file cannot hold the runs of a study: remove "
+          + "the key, and trace a single run with concord train --trace FILE")
+    }
     throw UsageError(
       "--config sets \"\(key)\", which concord study sets for each run itself: remove the key "
         + "from the file and pass --out, --balancers, --seeds or --seed-base instead")

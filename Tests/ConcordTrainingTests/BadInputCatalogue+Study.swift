@@ -18,6 +18,9 @@ let studyBadInputs: [BadInput] = [
     ["equal appears twice"]),
   BadInput("study with zero seeds", .twoRanks, study("--seeds", "0"), exit: 2, ["--seeds 0"]),
   BadInput(
+    "study flag misspelled", .twoRanks, study("--seedz", "3"), exit: 2,
+    ["unknown flag --seedz", "did you mean --seeds?"]),
+  BadInput(
     "study with too many seeds", .twoRanks, study("--seeds", "99999999999"), exit: 2,
     ["--seeds 99999999999", "at most 10000"]),
   BadInput(
