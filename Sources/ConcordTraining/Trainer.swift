@@ -704,8 +704,10 @@ struct IntervalStatistics {
     for t in 0..<losses.count { lossSums[t] += losses[t] }
   }
 
+  /// The mean loss of each task over the steps that were not skipped, NaN (`null` in
+  /// metrics.jsonl) when every step of the interval was skipped.
   var meanLosses: [Double] {
-    let counted = Double(max(steps - skipped, 1))
-    return lossSums.map { $0 / counted }
+    guard steps > skipped else { return lossSums.map { _ in .nan } }
+    return lossSums.map { $0 / Double(steps - skipped) }
   }
 }
