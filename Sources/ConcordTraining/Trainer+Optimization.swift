@@ -36,6 +36,18 @@ extension Trainer {
           + "task, which --tasks \(c.tasks.map(\.rawValue).joined(separator: ",")) leaves out: "
           + "add supervised to --tasks or leave out --supervised-view")
     }
+    let taskList = c.tasks.map(\.rawValue).joined(separator: ",")
+    if c.targetDecaySchedule != .constant && !c.tasks.contains(.byol) {
+      throw UsageError(
+        "--target-decay-schedule \(c.targetDecaySchedule.rawValue) sets BYOL's target decay, "
+          + "and --tasks \(taskList) leaves out byol: add byol to --tasks or leave out "
+          + "--target-decay-schedule")
+    }
+    if c.simclrNegatives == .global && !c.tasks.contains(.simclr) {
+      throw UsageError(
+        "--simclr-negatives global sets SimCLR's negatives, and --tasks \(taskList) leaves "
+          + "out simclr: add simclr to --tasks or leave out --simclr-negatives")
+    }
     let epochs = String(format: "%g", c.warmupEpochs)
     if c.warmupSteps > 0 && c.warmupEpochs > 0 {
       throw UsageError(

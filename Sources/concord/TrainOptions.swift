@@ -325,6 +325,11 @@ private func positive(_ value: String, _ flag: String) throws -> Int {
 /// - Throws: ``UsageError`` naming `flag` and `value`, with `example` as a valid value.
 private func belowOne(_ value: String, _ flag: String, example: String) throws -> Float {
   guard let number = Float(value), number >= 0, number < 1 else {
+    if let exact = Double(value), exact >= 0, exact < 1 {
+      throw UsageError(
+        "invalid \(flag) \(value): it rounds to 1 in single precision, so pass at most "
+          + "\(1 - Float.ulpOfOne / 2)")
+    }
     throw UsageError("invalid \(flag) \(value): pass a number in [0, 1) such as \(example)")
   }
   return number

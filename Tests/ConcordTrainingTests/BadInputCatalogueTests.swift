@@ -161,6 +161,18 @@ private let catalogue: [BadInput] = [
     train("--supervised-view", "clean", "--tasks", "simclr,byol"), exit: 2,
     ["--supervised-view clean", "--tasks simclr,byol"]),
   BadInput(
+    "target decay schedule without byol", .twoRanks,
+    train("--target-decay-schedule", "cosine", "--tasks", "supervised"), exit: 2,
+    ["--target-decay-schedule cosine", "leaves out byol"]),
+  BadInput(
+    "global negatives without simclr", .twoRanks,
+    train("--simclr-negatives", "global", "--tasks", "supervised"), exit: 2,
+    ["--simclr-negatives global", "leaves out simclr"]),
+  BadInput(
+    "momentum that rounds to 1", .twoRanks,
+    train("--optimizer", "lars", "--momentum", "0.99999999"), exit: 2,
+    ["--momentum 0.99999999", "rounds to 1"]),
+  BadInput(
     "out that is a file", .twoRanks, train("--out", "ROOT/file"), exit: 2,
     ["--out ROOT/file", "not a folder"], prepare: write("a file", "file")),
   BadInput(
