@@ -340,12 +340,20 @@ public final class Trainer {
     // for the two views and, with --supervised-view clean or both, the clean image.
     let rows = Double(c.supervisedView.rowsPerImage * (c.batchSize / max(ranks, 1)))
     bytes += rows * Double(c.hiddenSizes.reduce(0, +)) * 4 * Double(2 + c.tasks.count)
+    try checkFits(
+      bytes: bytes, ranks: ranks,
+      setting: "--hidden \(c.hiddenSizes.map(String.init).joined(separator: ","))",
+      fix: "pass smaller widths or a smaller --batch-size")
+  }
+
+  /// Throws a usage error naming `setting` when `bytes` per rank exceed this host's memory
+  /// shared by `ranks` ranks.
+  private static func checkFits(bytes: Double, ranks: Int, setting: String, fix: String) throws {
     let available = Double(ProcessInfo.processInfo.physicalMemory) / Double(max(ranks, 1))
     guard bytes < available else {
       throw UsageError(
-        "--hidden \(c.hiddenSizes.map(String.init).joined(separator: ",")) needs about "
-          + "\(Int(bytes / 1e9)) GB per rank for the encoder alone, more than this host's "
-          + "\(Int(available / 1e9)) GB per rank: pass smaller widths or a smaller --batch-size")
+        "\(setting) needs about \(Int(bytes / 1e9)) GB per rank for the encoder alone, more "
+          + "than this host's \(Int(available / 1e9)) GB per rank: \(fix)")
     }
   }
 
@@ -368,13 +376,10 @@ public final class Trainer {
     let rows = Double(c.supervisedView.rowsPerImage * (c.batchSize / max(ranks, 1)))
     var bytes = 2 * rows * floatsPerRow * 4
     bytes += parameters * 4 * Double(3 + c.optimizer.stateNames.count + c.tasks.count)
-    let available = Double(ProcessInfo.processInfo.physicalMemory) / Double(max(ranks, 1))
-    guard bytes < available else {
-      throw UsageError(
-        "--conv-channels \(c.convChannels.map(String.init).joined(separator: ",")) needs about "
-          + "\(Int(bytes / 1e9)) GB per rank for the encoder alone, more than this host's "
-          + "\(Int(available / 1e9)) GB per rank: pass fewer channels or a smaller --batch-size")
-    }
+    try checkFits(
+      bytes: bytes, ranks: ranks,
+      setting: "--conv-channels \(c.convChannels.map(String.init).joined(separator: ","))",
+      fix: "pass fewer channels or a smaller --batch-size")
   }
 
   deinit {
