@@ -147,11 +147,10 @@ public final class LARS: Optimizer {
 /// Eight lanes and then the scalar tail, always in this order, so the result depends only on
 /// the values.
 private func sumOfSquares(_ values: UnsafePointer<Float>, count: Int) -> Double {
-  typealias Lanes = SIMD8<Float>
   var lanes = SIMD8<Double>()
   var i = 0
   while i + Lanes.scalarCount <= count {
-    let x = SIMD8<Double>(UnsafeRawPointer(values + i).loadUnaligned(as: Lanes.self))
+    let x = SIMD8<Double>(values.lanes(i))
     lanes += x * x
     i += Lanes.scalarCount
   }

@@ -29,24 +29,29 @@ extension Trainer {
             + "\(c.optimizer.rawValue): pass --optimizer lars or leave out \(flag)")
       }
     }
-    // Clean rows cost encoder work, which only the supervised head would use.
-    if c.supervisedView != .augmented && !c.tasks.contains(.supervised) {
-      throw UsageError(
-        "--supervised-view \(c.supervisedView.rawValue) chooses the images of the supervised "
-          + "task, which --tasks \(c.tasks.map(\.rawValue).joined(separator: ",")) leaves out: "
-          + "add supervised to --tasks or leave out --supervised-view")
-    }
+    // Each of these settings acts on one task only, so without that task it does nothing
+    // (and clean rows would still cost encoder work).
+    let taskSettings: [(isSet: Bool, task: TaskKind, flag: String, value: String, effect: String)] =
+      [
+        (
+          c.supervisedView != .augmented, .supervised, "--supervised-view",
+          c.supervisedView.rawValue, "chooses the images of the supervised task"
+        ),
+        (
+          c.targetDecaySchedule != .constant, .byol, "--target-decay-schedule",
+          c.targetDecaySchedule.rawValue, "sets BYOL's target decay"
+        ),
+        (
+          c.simclrNegatives == .global, .simclr, "--simclr-negatives", c.simclrNegatives.rawValue,
+          "sets SimCLR's negatives"
+        ),
+      ]
     let taskList = c.tasks.map(\.rawValue).joined(separator: ",")
-    if c.targetDecaySchedule != .constant && !c.tasks.contains(.byol) {
+    for setting in taskSettings where setting.isSet && !c.tasks.contains(setting.task) {
+      let task = setting.task.rawValue
       throw UsageError(
-        "--target-decay-schedule \(c.targetDecaySchedule.rawValue) sets BYOL's target decay, "
-          + "and --tasks \(taskList) leaves out byol: add byol to --tasks or leave out "
-          + "--target-decay-schedule")
-    }
-    if c.simclrNegatives == .global && !c.tasks.contains(.simclr) {
-      throw UsageError(
-        "--simclr-negatives global sets SimCLR's negatives, and --tasks \(taskList) leaves "
-          + "out simclr: add simclr to --tasks or leave out --simclr-negatives")
+        "\(setting.flag) \(setting.value) \(setting.effect), and --tasks \(taskList) leaves out "
+          + "\(task): add \(task) to --tasks or leave out \(setting.flag)")
     }
     let epochs = String(format: "%g", c.warmupEpochs)
     if c.warmupSteps > 0 && c.warmupEpochs > 0 {
