@@ -2,7 +2,7 @@
 ///
 /// Batch normalisation in a data-parallel run takes its mean and variance over the global
 /// batch, as PyTorch's `SyncBatchNorm` does, so that the network computes the same function
-/// of the global batch whatever the number of ranks. The model asks for those sums through
+/// of the global batch whatever the number of ranks. The model requests those sums through
 /// this protocol and so never sees the communication library.
 ///
 /// Every process calls ``sum(_:count:)`` at the same points of a step, in the same order and

@@ -37,9 +37,9 @@ let normalizationEpsilon = 1e-12
 /// above: the positive of candidate `o + i` is `o + (i + n) mod 2n`. The loss is the mean of
 /// `l_i` over the anchors, each contrasted with all `C - 1` other candidates, and the
 /// gradient covers every candidate, since the other ranks' views are negatives of these
-/// anchors. When every rank computes its anchors' loss and the ranks sum their candidate
-/// gradients, the mean of the ranks' losses and the sum of their gradients are the NT-Xent
-/// loss of the `C` views and `R` times its gradient, for `R` ranks.
+/// anchors. Suppose each of `R` ranks computes its anchors' loss, and the ranks sum their
+/// candidate gradients. Then the mean of the ranks' losses is the NT-Xent loss of the `C`
+/// views, and the sum of their gradients is `R` times its gradient.
 ///
 /// ### References
 ///

@@ -39,10 +39,11 @@ public protocol ProjectionExchange: AnyObject {
 /// A step gathers every rank's projections (``ProjectionExchange/allgather(_:into:)``). It
 /// computes the loss of this rank's anchors against all of them, and the loss's gradient with
 /// respect to all of them. Then each rank receives the sum over the ranks of the gradients of
-/// its own projections (``ProjectionExchange/reduceScatterSum(_:into:)``). With `R` ranks the loss is
-/// the mean over this rank's anchors and the gradient `R` times the global loss's, so that the
-/// step's allreduce, a mean over the ranks, yields the NT-Xent loss of the `2N` views of the
-/// global batch and its gradient, whatever `R` is.
+/// its own projections (``ProjectionExchange/reduceScatterSum(_:into:)``).
+///
+/// With `R` ranks, the loss is the mean over this rank's anchors, and the gradient is `R` times
+/// the global loss's gradient. The step's allreduce, a mean over the ranks, then yields the
+/// NT-Xent loss of the `2N` views of the global batch and its gradient, whatever `R` is.
 final class GlobalNTXent {
   let exchange: ProjectionExchange
   let loss: NTXentLoss

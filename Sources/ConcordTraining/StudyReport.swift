@@ -6,8 +6,8 @@ import Foundation
 ///
 /// Per balancer it contains the mean and the sample standard deviation over the seeds of the
 /// test accuracy, the kNN accuracy, the augpred accuracy, each task's final GradNorm weight
-/// and the wall time, and the mean over the seeds of each task's loss curve. A value that a
-/// run lacks (`null` in its files) leaves the statistic without a value.
+/// and the wall time. It also contains the mean over the seeds of each task's loss curve. A
+/// value that a run lacks (`null` in its files) leaves the statistic without a value.
 public struct StudyReport {
   /// A mean over seeds and its spread.
   public struct Statistic: Sendable, Equatable {

@@ -40,7 +40,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var convChannels = [32, 64, 128]
   /// The NT-Xent temperature of the SimCLR task.
   public var temperature: Float = 0.5
-  /// Where NT-Xent takes its negatives from: the rank's own batch or the global batch.
+  /// The source of NT-Xent's negatives: the rank's own batch or the global batch.
   ///
   /// It is free to change on resume.
   public var simclrNegatives = SimCLRNegatives.local
