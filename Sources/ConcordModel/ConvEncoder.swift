@@ -11,14 +11,23 @@ import ConcordTensors
 /// per task, as one GEMM and one fold of its patch gradient, so the patch gradient needs room
 /// for one task.
 ///
+/// Fully connected layers after the blocks run as a ``SharedEncoder``, whose input gradient,
+/// all tasks at once, goes back through the last block's max pooling.
+///
 /// Per-task gradients live in a caller-provided region, block by block: the convolution
 /// weight block `[T, outputs * 9 * inputs]`, then `gamma` `[T, outputs]`, then `beta`
-/// `[T, outputs]`, in the order of the parameters (``appendParameters(to:shape:)``).
+/// `[T, outputs]`, and then those of the fully connected layers, in the order of the
+/// parameters (``appendParameters(to:shape:)``).
 public final class ConvEncoder: MultiTaskEncoder {
   /// The network.
   public let network: ConvNetwork
   public let taskCount: Int
   public let gradientBlocks: [Matrix]
+  /// The fully connected layers after the blocks, or nil for a global average pool.
+  private let hidden: SharedEncoder?
+  /// The gradient of the last block's pooled output from the fully connected layers, every
+  /// task's for an image in one row, task after task.
+  private let hiddenInputDelta: Matrix
   private let wideDeltas: [Matrix]
   /// The gradient of each block's input but the first, all tasks side by side.
   private let inputDeltas: [Matrix]
@@ -31,13 +40,31 @@ public final class ConvEncoder: MultiTaskEncoder {
 
   /// Appends the encoder's parameters to `layout`: per block `i`, `encoder.conv.i.weight`
   /// `[outputs, 3, 3, inputs]`, `encoder.norm.i.weight` (`gamma`) and `encoder.norm.i.bias`
-  /// (`beta`), `[outputs]` each, as PyTorch names them.
+  /// (`beta`), `[outputs]` each, as PyTorch names them; then per fully connected layer `j`,
+  /// `encoder.fc.j.weight` `[outputs, inputs]` and `encoder.fc.j.bias` `[outputs]`.
   public static func appendParameters(to layout: inout ParameterLayout, shape: ConvEncoderShape) {
     for (i, (inputs, outputs)) in channelPairs(shape).enumerated() {
       layout.append("encoder.conv.\(i).weight", shape: [outputs, 3, 3, inputs])
       layout.append("encoder.norm.\(i).weight", shape: [outputs])
       layout.append("encoder.norm.\(i).bias", shape: [outputs])
     }
+    let widths = hiddenWidths(shape)
+    for (j, (inputs, outputs)) in zip(widths, widths.dropFirst()).enumerated() {
+      layout.append("encoder.fc.\(j).weight", shape: [outputs, inputs])
+      layout.append("encoder.fc.\(j).bias", shape: [outputs])
+    }
+  }
+
+  /// Returns the inputs of the first fully connected layer and the outputs of each, or an
+  /// empty list for a shape without them.
+  private static func hiddenWidths(_ shape: ConvEncoderShape) -> [Int] {
+    shape.hiddenSizes.isEmpty ? [] : [shape.flattenedSize] + shape.hiddenSizes
+  }
+
+  /// Returns whether `name` is a tensor of the convolution blocks, which
+  /// ``initialise(_:in:stream:)`` fills; the fully connected layers start as ``Linear`` does.
+  public static func isBlockTensor(_ name: String) -> Bool {
+    name.hasPrefix("encoder.conv.") || name.hasPrefix("encoder.norm.")
   }
 
   /// Returns the layout of the running statistics, which are state but not parameters:
@@ -67,6 +94,7 @@ public final class ConvEncoder: MultiTaskEncoder {
   /// Returns the number of floats of per-task gradient storage for `shape` and `taskCount`.
   public static func gradientCount(shape: ConvEncoderShape, taskCount: Int) -> Int {
     channelPairs(shape).reduce(0) { $0 + taskCount * ($1.1 * 9 * $1.0 + 2 * $1.1) }
+      + SharedEncoder.gradientCount(widths: hiddenWidths(shape), taskCount: taskCount)
   }
 
   /// Returns the blocks of `shape` over the tensors of `layout` in `buffer`, whose names are
@@ -87,12 +115,28 @@ public final class ConvEncoder: MultiTaskEncoder {
     }
   }
 
-  /// Fills the parameter of `slot`, a tensor of ``appendParameters(to:shape:)``, as PyTorch
-  /// initialises it: a convolution weight uniform in `[-1/sqrt(fanIn), 1/sqrt(fanIn)]` with
-  /// `fanIn = 9 * inputs`, `gamma` 1 and `beta` 0.
+  /// Returns the fully connected layers of `shape` over the tensors of `layout` in `buffer`,
+  /// whose names are those of ``appendParameters(to:shape:)`` behind `prefix`.
+  public static func hiddenLayers(
+    shape: ConvEncoderShape, buffer: FloatBuffer, layout: ParameterLayout, prefix: String = ""
+  ) -> [Linear] {
+    shape.hiddenSizes.indices.map { j in
+      let weight = layout.slot(named: prefix + "encoder.fc.\(j).weight")!
+      let bias = layout.slot(named: prefix + "encoder.fc.\(j).bias")!
+      return Linear(
+        weight: buffer.matrix(
+          rows: weight.shape[0], columns: weight.shape[1], offset: weight.offset),
+        bias: buffer.matrix(rows: 1, columns: bias.shape[0], offset: bias.offset))
+    }
+  }
+
+  /// Fills the parameter of `slot`, a tensor of the blocks (``isBlockTensor(_:)``), as
+  /// PyTorch initialises it: a convolution weight uniform in `[-1/sqrt(fanIn), 1/sqrt(fanIn)]`
+  /// with `fanIn = 9 * inputs`, `gamma` 1 and `beta` 0.
   public static func initialise(
     _ slot: TensorSlot, in buffer: FloatBuffer, stream: inout RandomStream
   ) {
+    precondition(isBlockTensor(slot.name), "\(slot.name) is not a tensor of the blocks")
     let values = buffer.baseAddress + slot.offset
     if slot.name.hasPrefix("encoder.norm.") {
       values.update(repeating: slot.name.hasSuffix(".weight") ? 1 : 0, count: slot.count)
@@ -135,7 +179,11 @@ public final class ConvEncoder: MultiTaskEncoder {
         Self.imagesPerChunk($0, capacity: capacity, floats: foldChunkFloats) * $0.pixels * 9
           * $0.inputChannels
       }.max() ?? 0)
-    featuresGradients = Matrix(rows: capacity, columns: taskCount * network.outputSize)
+    featuresGradients = Matrix(
+      rows: network.hidden == nil ? capacity : 0, columns: taskCount * network.outputSize)
+    hiddenInputDelta = Matrix(
+      rows: network.hidden == nil ? 0 : capacity,
+      columns: taskCount * (network.hidden?.inputSize ?? 0))
     let widest = blocks.map(\.outputChannels).max()!
     sums = .allocate(capacity: 2 * taskCount * widest)
     coefficients = .allocate(capacity: 3 * taskCount * widest)
@@ -148,7 +196,10 @@ public final class ConvEncoder: MultiTaskEncoder {
         offset += taskCount * columns
       }
     }
-    gradientBlocks = result
+    hidden = network.hidden.map {
+      SharedEncoder(network: $0, taskCount: taskCount, gradients: offset, owner: owner)
+    }
+    gradientBlocks = result + (hidden?.gradientBlocks ?? [])
   }
 
   deinit {
@@ -158,14 +209,18 @@ public final class ConvEncoder: MultiTaskEncoder {
 
   public var outputSize: Int { network.outputSize }
 
-  /// The convolution weight of the last block: each block has a weight, a `gamma` and a
+  /// The weight of the last fully connected layer, which has a weight and a bias block, or
+  /// else the convolution weight of the last block, which has a weight, a `gamma` and a
   /// `beta` block.
-  public var lastWeightBlockIndex: Int { gradientBlocks.count - 3 }
+  public var lastWeightBlockIndex: Int { gradientBlocks.count - (hidden == nil ? 3 : 2) }
 
   /// The floats of the buffers that the encoder and its network allocated.
   public var workspaceCount: Int {
     network.workspaceCount + (wideDeltas + inputDeltas).reduce(0) { $0 + $1.count }
-      + patchGradient.count + featuresGradients.count
+      + patchGradient.count + featuresGradients.count + hiddenInputDelta.count
+      + (network.hidden?.layers ?? []).reduce(0) {
+        $0 + network.capacity * taskCount * $1.outputSize
+      }
   }
 
   @discardableResult
@@ -177,6 +232,7 @@ public final class ConvEncoder: MultiTaskEncoder {
   }
 
   public func featuresGradient(task: Int, rows: Int) -> Matrix {
+    if let hidden { return hidden.featuresGradient(task: task, rows: rows) }
     let width = outputSize
     return featuresGradients.rows(0..<rows).columns(task * width..<(task + 1) * width)
   }
@@ -190,6 +246,8 @@ public final class ConvEncoder: MultiTaskEncoder {
   public func backward(rows n: Int, ones: UnsafePointer<Float>, observer: GradientObserver?) {
     let blocks = network.blocks
     let t = taskCount
+    hidden?.backward(
+      rows: n, ones: ones, observer: observer, inputGradient: hiddenInputDelta.rows(0..<n))
     for index in stride(from: blocks.count - 1, through: 0, by: -1) {
       let block = blocks[index]
       let channels = block.outputChannels
@@ -198,7 +256,12 @@ public final class ConvEncoder: MultiTaskEncoder {
       let delta = wideDeltas[index].rows(0..<rows)
 
       // The gradient of the block's output, after ReLU, from the pooling above it.
-      if index == blocks.count - 1 {
+      if index == blocks.count - 1, hidden != nil {
+        MaxPool.backward(
+          outputGradient: hiddenInputDelta.base, choices: network.choices[index], images: n,
+          height: block.height, width: block.width, channels: channels, blocks: t,
+          tasksPerImage: true, into: delta.base)
+      } else if index == blocks.count - 1 {
         GlobalAveragePool.backward(
           outputGradient: featuresGradients.base, rowStride: featuresGradients.rowStride,
           images: n, pixels: block.pixels, width: width, into: delta.base)
@@ -274,6 +337,7 @@ public final class ConvEncoder: MultiTaskEncoder {
   }
 
   public func reportRegions(to observer: GradientObserver) {
+    hidden?.reportRegions(to: observer)
     for index in stride(from: network.blocks.count - 1, through: 0, by: -1) {
       let weightBlock = gradientBlocks[3 * index]
       let outputs = network.blocks[index].outputChannels

@@ -1,7 +1,8 @@
 import ConcordTensors
 
 /// One block of a ``ConvNetwork``: a 3x3 convolution with padding 1 and no bias, batch
-/// normalisation, ReLU, then 2x2 max pooling, or global average pooling after the last block.
+/// normalisation, ReLU, then 2x2 max pooling, or global average pooling after the last block of
+/// a network without fully connected layers.
 ///
 /// The convolution has no bias because batch normalisation subtracts any constant per channel.
 public struct ConvBlock {
@@ -25,7 +26,8 @@ public struct ConvBlock {
   public var pixels: Int { height * width }
 }
 
-/// A stack of ``ConvBlock``s on NHWC images, ending in global average pooling.
+/// A stack of ``ConvBlock``s on NHWC images, ending in global average pooling, or in max
+/// pooling, flattening and fully connected layers with ReLU (``hidden``).
 ///
 /// The network keeps what its backward pass reads (each block's patch matrix, normalised
 /// activations, pooling choices and batch statistics) for up to `capacity` images, in buffers
@@ -33,6 +35,9 @@ public struct ConvBlock {
 public final class ConvNetwork {
   /// The blocks, input side first.
   public let blocks: [ConvBlock]
+  /// The fully connected layers on the last block's flattened output, with ReLU after each,
+  /// or nil for a global average pool.
+  public let hidden: MLP?
   /// The largest batch, in images, that the preallocated buffers hold.
   public let capacity: Int
   /// Sums the batch statistics over the processes that share the batch.
@@ -45,7 +50,8 @@ public final class ConvNetwork {
   let patches: [Matrix]
   /// Each block's normalised convolution output `x̂`, `[capacity * pixels, outputChannels]`.
   let normalized: [Matrix]
-  /// Each block's pooled output but the last's, `[capacity, pixels / 4 * outputChannels]`.
+  /// Each block's max pooled output, `[capacity, pixels / 4 * outputChannels]`: every block
+  /// but the last, and the last too when ``hidden`` flattens it.
   let pooled: [Matrix]
   /// The winning input of each pooled value, as ``MaxPool`` records it.
   let choices: [UnsafeMutablePointer<Float>]
@@ -64,11 +70,13 @@ public final class ConvNetwork {
   /// images.
   ///
   /// - Parameters:
+  ///   - hiddenLayers: the fully connected layers after the blocks, or none for a global
+  ///     average pool.
   ///   - runningStatistics: one `(mean, variance)` pair of `[1, channels]` views per block,
   ///     which training forward passes update; nil to track none.
   public init(
-    blocks: [ConvBlock], capacity: Int, reducer: BatchStatisticsReducer,
-    runningStatistics: [(mean: Matrix, variance: Matrix)]?
+    blocks: [ConvBlock], hiddenLayers: [Linear] = [], capacity: Int,
+    reducer: BatchStatisticsReducer, runningStatistics: [(mean: Matrix, variance: Matrix)]?
   ) {
     precondition(!blocks.isEmpty, "a convolutional network needs at least one block")
     for (a, b) in zip(blocks, blocks.dropFirst()) {
@@ -77,12 +85,15 @@ public final class ConvNetwork {
           && a.width / 2 == b.width, "block shapes do not chain")
     }
     self.blocks = blocks
+    hidden =
+      hiddenLayers.isEmpty
+      ? nil : MLP(layers: hiddenLayers, hasFinalReLU: true, capacity: capacity)
     self.capacity = capacity
     self.reducer = reducer
     self.runningStatistics = runningStatistics
     patches = blocks.map { Matrix(rows: capacity * $0.pixels, columns: 9 * $0.inputChannels) }
     normalized = blocks.map { Matrix(rows: capacity * $0.pixels, columns: $0.outputChannels) }
-    pooled = blocks.dropLast().map {
+    pooled = blocks.dropLast(hiddenLayers.isEmpty ? 1 : 0).map {
       Matrix(rows: capacity, columns: ($0.height / 2) * ($0.width / 2) * $0.outputChannels)
     }
     choices = pooled.map {
@@ -99,7 +110,13 @@ public final class ConvNetwork {
     globalCounts = Array(repeating: 0, count: blocks.count)
     activation = FloatBuffer(
       count: blocks.map { capacity * $0.pixels * $0.outputChannels }.max()!)
-    features = Matrix(rows: capacity, columns: blocks[blocks.count - 1].outputChannels)
+    let last = blocks[blocks.count - 1]
+    precondition(
+      hiddenLayers.first.map {
+        $0.inputSize == (last.height / 2) * (last.width / 2) * last.outputChannels
+      }
+        ?? true, "the first fully connected layer does not take the last block's pooled output")
+    features = Matrix(rows: hiddenLayers.isEmpty ? capacity : 0, columns: last.outputChannels)
     means = .allocate(capacity: widest)
     evaluationDeviations = .allocate(capacity: widest)
     statistics = .allocate(capacity: 2 * widest + 1)
@@ -118,11 +135,12 @@ public final class ConvNetwork {
   /// The number of input values per image.
   public var inputSize: Int { blocks[0].pixels * blocks[0].inputChannels }
   /// The number of output features.
-  public var outputSize: Int { blocks[blocks.count - 1].outputChannels }
+  public var outputSize: Int { hidden?.outputSize ?? blocks[blocks.count - 1].outputChannels }
   /// The floats of the buffers that the network allocated.
   public var workspaceCount: Int {
     (patches + normalized + pooled).reduce(0) { $0 + $1.count } + activation.count
       + features.count
+      + (hidden.map { $0.layers.reduce(0) { $0 + 2 * capacity * $1.outputSize } } ?? 0)
   }
 
   /// Runs the network in training mode on `input` (`[n, inputSize]`, `n <= capacity`): batch
@@ -182,7 +200,7 @@ public final class ConvNetwork {
         gamma: block.gamma.base, beta: block.beta.base, rectifies: true,
         output: activation.baseAddress)
 
-      if index < blocks.count - 1 {
+      if index < pooled.count {
         MaxPool.forward(
           activation.baseAddress, images: n, height: block.height, width: block.width,
           channels: channels, into: pooled[index].base, choices: choices[index])
@@ -192,6 +210,7 @@ public final class ConvNetwork {
           into: features.base, outputStride: features.rowStride)
       }
     }
+    if let hidden { return hidden.forward(pooled[blocks.count - 1].rows(0..<n)) }
     return features.rows(0..<n)
   }
 

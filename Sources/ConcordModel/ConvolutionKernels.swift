@@ -157,27 +157,35 @@ enum MaxPool {
 
   /// Routes the gradients of the pooled outputs of `blocks` tasks to the inputs that won.
   ///
-  /// Both gradients hold the tasks side by side: pixel `p` of the output gradient is
-  /// `blocks * channels` floats at `outputGradient + p * blocks * channels`, task `t` at
-  /// offset `t * channels`, and likewise for the input gradient, which is overwritten.
+  /// The input gradient, which is overwritten, holds the tasks side by side: pixel `p` is
+  /// `blocks * channels` floats at `inputGradient + p * blocks * channels`, task `t` at
+  /// offset `t * channels`. The output gradient holds each image's `blocks * channels` floats
+  /// per pooled pixel together, either the same way (`tasksPerImage` false) or task after
+  /// task, each task's pooled pixels contiguous (`tasksPerImage` true), as fully connected
+  /// layers on the flattened output give them.
   @inline(never)
   static func backward(
     outputGradient: UnsafePointer<Float>, choices: UnsafePointer<Float>, images: Int,
-    height: Int, width: Int, channels: Int, blocks: Int,
+    height: Int, width: Int, channels: Int, blocks: Int, tasksPerImage: Bool = false,
     into inputGradient: UnsafeMutablePointer<Float>
   ) {
     let outputHeight = height / 2
     let outputWidth = width / 2
     let pixelLength = blocks * channels
+    let pooledPixels = outputHeight * outputWidth
+    let pixelStride = tasksPerImage ? channels : pixelLength
+    let taskStride = tasksPerImage ? pooledPixels * channels : channels
     if height % 2 != 0 || width % 2 != 0 {
       // The dropped row or column gets no gradient.
       inputGradient.update(repeating: 0, count: images * height * width * pixelLength)
     }
-    var source = outputGradient
     var choice = choices
     for image in 0..<images {
       for y in 0..<outputHeight {
         for x in 0..<outputWidth {
+          let source =
+            outputGradient + image * pooledPixels * pixelLength + (y * outputWidth + x)
+            * pixelStride
           for position in 0..<4 {
             let inputY = 2 * y + position / 2
             let inputX = 2 * x + position % 2
@@ -188,7 +196,7 @@ enum MaxPool {
             while c + 8 <= channels {
               let keep = choice.lanes(c) .== Lanes(repeating: selected)
               for b in 0..<blocks {
-                let from = source + b * channels
+                let from = source + b * taskStride
                 (destination + b * channels).setLanes(
                   c, Lanes(repeating: 0).replacing(with: from.lanes(c), where: keep))
               }
@@ -196,12 +204,12 @@ enum MaxPool {
             }
             while c < channels {
               for b in 0..<blocks {
-                destination[b * channels + c] = choice[c] == selected ? source[b * channels + c] : 0
+                destination[b * channels + c] =
+                  choice[c] == selected ? source[b * taskStride + c] : 0
               }
               c += 1
             }
           }
-          source += pixelLength
           choice += channels
         }
       }

@@ -20,8 +20,8 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
   public var temperature: Float
   /// The convolutional encoder's shape, or nil for the MLP encoder of ``hiddenSizes``.
   ///
-  /// With it, ``hiddenSizes`` repeats its channels, so that ``featureSize`` is the last
-  /// block's channel count.
+  /// With it, ``hiddenSizes`` repeats its channels and fully connected widths, so that
+  /// ``featureSize`` is the shape's ``ConvEncoderShape/featureSize``.
   public var conv: ConvEncoderShape? = nil
 
   /// Creates a configuration; the defaults are the 784-512-256 encoder and 256-256-128 heads.
@@ -189,6 +189,7 @@ public final class MultiTaskModel {
       encoder = ConvEncoder(
         network: ConvNetwork(
           blocks: ConvEncoder.blocks(shape: conv, buffer: parameters, layout: layout),
+          hiddenLayers: ConvEncoder.hiddenLayers(shape: conv, buffer: parameters, layout: layout),
           capacity: capacity, reducer: statisticsReducer, runningStatistics: statistics.views),
         taskCount: taskCount, gradients: reduceBuffer.baseAddress, owner: reduceBuffer)
     } else {
@@ -222,6 +223,8 @@ public final class MultiTaskModel {
       if let conv = configuration.conv {
         return ConvNetwork(
           blocks: ConvEncoder.blocks(
+            shape: conv, buffer: targetBuffer!, layout: targetLayout, prefix: "target."),
+          hiddenLayers: ConvEncoder.hiddenLayers(
             shape: conv, buffer: targetBuffer!, layout: targetLayout, prefix: "target."),
           capacity: viewCapacity, reducer: statisticsReducer, runningStatistics: nil)
       }
@@ -270,7 +273,7 @@ public final class MultiTaskModel {
     for (index, slot) in layout.slots.enumerated() where slot.name.hasSuffix(".weight") {
       var stream = RandomStream(
         seed: seed, purpose: .initialisation, counters: UInt64(index))
-      if configuration.conv != nil && slot.name.hasPrefix("encoder.") {
+      if configuration.conv != nil && ConvEncoder.isBlockTensor(slot.name) {
         ConvEncoder.initialise(slot, in: parameters, stream: &stream)
         continue
       }

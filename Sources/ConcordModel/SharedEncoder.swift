@@ -40,16 +40,33 @@ public final class SharedEncoder {
   ///   - gradients: the start of ``gradientCount(widths:taskCount:)`` floats for the per-task
   ///     gradients.
   ///   - owner: the buffer that owns `gradients`.
-  public init(
+  public convenience init(
     layers: [Linear], taskCount: Int, capacity: Int, gradients: UnsafeMutablePointer<Float>,
     owner: FloatBuffer
   ) {
-    network = MLP(layers: layers, hasFinalReLU: true, capacity: capacity)
+    self.init(
+      network: MLP(layers: layers, hasFinalReLU: true, capacity: capacity), taskCount: taskCount,
+      gradients: gradients, owner: owner)
+  }
+
+  /// Creates the encoder over `network`, whose every layer must be followed by ReLU.
+  ///
+  /// - Parameters:
+  ///   - gradients: the start of ``gradientCount(widths:taskCount:)`` floats for the per-task
+  ///     gradients.
+  ///   - owner: the buffer that owns `gradients`.
+  public init(
+    network: MLP, taskCount: Int, gradients: UnsafeMutablePointer<Float>, owner: FloatBuffer
+  ) {
+    precondition(network.hasFinalReLU, "the shared encoder's layers all end in ReLU")
+    self.network = network
     self.taskCount = taskCount
-    wideDeltas = layers.map { Matrix(rows: capacity, columns: taskCount * $0.outputSize) }
+    wideDeltas = network.layers.map {
+      Matrix(rows: network.capacity, columns: taskCount * $0.outputSize)
+    }
     var blocks: [Matrix] = []
     var offset = gradients
-    for layer in layers {
+    for layer in network.layers {
       let weightCount = layer.outputSize * layer.inputSize
       blocks.append(Matrix(owner: owner, base: offset, rows: taskCount, columns: weightCount))
       offset += taskCount * weightCount
@@ -90,6 +107,17 @@ public final class SharedEncoder {
   public func backward(
     rows: Int, ones: UnsafePointer<Float>, observer: GradientObserver? = nil
   ) {
+    backward(rows: rows, ones: ones, observer: observer, inputGradient: nil)
+  }
+
+  /// Computes every task's gradient on every encoder parameter as
+  /// ``backward(rows:ones:observer:)`` does, and every task's gradient of the network's input.
+  ///
+  /// - Parameter inputGradient: `[rows, T * inputSize]`, dense, where the tasks' gradients of
+  ///   the input go, task after task in each row; nil when nothing flows further back.
+  public func backward(
+    rows: Int, ones: UnsafePointer<Float>, observer: GradientObserver?, inputGradient: Matrix?
+  ) {
     let layers = network.layers
     for i in stride(from: layers.count - 1, through: 0, by: -1) {
       let layer = layers[i]
@@ -119,8 +147,11 @@ public final class SharedEncoder {
 
       // All tasks' deltas at once: the [n, T * outputs] deltas, read as [n * T, outputs],
       // times W give [n * T, inputs], which is the next layer's [n, T * inputs] layout.
-      guard i > 0 else { break }
-      let below = wideDeltas[i - 1].rows(0..<rows)
+      guard let below = i > 0 ? wideDeltas[i - 1].rows(0..<rows) : inputGradient else { break }
+      precondition(
+        below.isDense && below.rows == rows && below.columns == taskCount * layer.inputSize,
+        "input gradient of \(below.rows) x \(below.columns), expected \(rows) x \(taskCount * layer.inputSize)"
+      )
       BLAS.gemm(
         Matrix(
           owner: delta.owner, base: delta.base, rows: rows * taskCount,

@@ -209,7 +209,7 @@ enum Checkpoint {
       saved.encoder == .conv
       ? ("--conv-channels", saved.convChannels, configuration.convChannels)
       : ("--hidden", saved.hiddenSizes, configuration.hiddenSizes)
-    let pairs: [(String, String, String)] = [
+    var pairs: [(String, String, String)] = [
       (
         "--tasks", saved.tasks.map(\.rawValue).joined(separator: ","),
         configuration.tasks.map(\.rawValue).joined(separator: ",")
@@ -219,6 +219,12 @@ enum Checkpoint {
         widths.0, widths.1.map(String.init).joined(separator: ","),
         widths.2.map(String.init).joined(separator: ",")
       ),
+    ]
+    if saved.encoder == .conv {
+      pairs.append(
+        ("--conv-hidden", saved.convHiddenDescription, configuration.convHiddenDescription))
+    }
+    pairs += [
       ("--balancer", saved.balancer, configuration.balancer),
       ("--optimizer", saved.optimizer.rawValue, configuration.optimizer.rawValue),
       ("--batch-size", String(saved.batchSize), String(configuration.batchSize)),

@@ -181,7 +181,8 @@ struct CheckpointContents {
       model.augmentationCount > 0, model.projectorHiddenSize > 0, model.projectionSize > 0,
       !model.hiddenSizes.isEmpty, model.hiddenSizes.allSatisfy({ $0 > 0 }),
       model.conv.map({
-        $0.isValid && $0.height * $0.width == model.inputSize && $0.channels == model.hiddenSizes
+        $0.isValid && $0.height * $0.width == model.inputSize
+          && $0.channels + $0.hiddenSizes == model.hiddenSizes
       }) ?? true
     else {
       throw CheckpointError("\(path): the checkpoint has no readable model shape in __metadata__")

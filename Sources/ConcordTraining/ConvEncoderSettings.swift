@@ -4,23 +4,36 @@ import ConcordModel
 extension TrainingConfiguration {
   /// Returns the model shape that these settings describe for images of `height` x `width`
   /// pixels: ``modelConfiguration(inputSize:classCount:augmentationCount:)`` with the
-  /// convolutional encoder of ``convChannels`` when ``encoder`` is ``EncoderKind/conv``.
+  /// convolutional encoder of ``convChannels`` and ``convHiddenSizes`` when ``encoder`` is
+  /// ``EncoderKind/conv``.
   public func modelConfiguration(
     height: Int, width: Int, classCount: Int, augmentationCount: Int
   ) -> ModelConfiguration {
     var shape = modelConfiguration(
       inputSize: height * width, classCount: classCount, augmentationCount: augmentationCount)
     if encoder == .conv {
-      shape.hiddenSizes = convChannels
-      shape.conv = ConvEncoderShape(height: height, width: width, channels: convChannels)
+      shape.hiddenSizes = convChannels + convHiddenSizes
+      shape.conv = ConvEncoderShape(
+        height: height, width: width, channels: convChannels, hiddenSizes: convHiddenSizes)
     }
     return shape
   }
 
-  /// The encoder in the words of the flags: `mlp 512,256` or `conv 32,64,128`.
+  /// The encoder in the words of the flags: `mlp 512,256`, `conv 32,64,128`, or
+  /// `conv 32,64,128 hidden 256` with fully connected layers.
   public var encoderDescription: String {
-    let widths = encoder == .conv ? convChannels : hiddenSizes
-    return "\(encoder.rawValue) " + widths.map(String.init).joined(separator: ",")
+    guard encoder == .conv else { return "mlp \(Self.list(hiddenSizes))" }
+    return "conv \(Self.list(convChannels))"
+      + (convHiddenSizes.isEmpty ? "" : " hidden \(Self.list(convHiddenSizes))")
+  }
+
+  /// The fully connected widths of the convolutional encoder as `--conv-hidden` takes them.
+  public var convHiddenDescription: String {
+    convHiddenSizes.isEmpty ? "none" : Self.list(convHiddenSizes)
+  }
+
+  private static func list(_ values: [Int]) -> String {
+    values.map(String.init).joined(separator: ",")
   }
 }
 
@@ -67,11 +80,17 @@ extension Trainer {
   /// - Throws: ``UsageError`` naming `--conv-channels` and the image size.
   static func checkConvShape(_ shape: ModelConfiguration) throws {
     guard let conv = shape.conv, !conv.isValid else { return }
-    var blocks = 1
-    while (conv.height >> blocks) > 0 && (conv.width >> blocks) > 0 { blocks += 1 }
+    let flattens = !conv.hiddenSizes.isEmpty
+    var blocks = flattens ? 0 : 1
+    while (conv.height >> (flattens ? blocks + 1 : blocks)) > 0
+      && (conv.width >> (flattens ? blocks + 1 : blocks)) > 0
+    {
+      blocks += 1
+    }
     throw UsageError(
-      "--conv-channels \(conv.channels.map(String.init).joined(separator: ",")) has "
-        + "\(conv.channels.count) blocks, but \(conv.height)x\(conv.width) images, halved "
-        + "after every block but the last, allow at most \(blocks): pass fewer channels")
+      "--conv-channels \(conv.channels.map(String.init).joined(separator: ",")) has \(conv.channels.count) blocks, but "
+        + "\(conv.height)x\(conv.width) images, halved after every block"
+        + (flattens ? " when --conv-hidden is given" : " but the last")
+        + ", allow at most \(blocks): pass fewer channels")
   }
 }

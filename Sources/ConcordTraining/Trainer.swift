@@ -360,7 +360,8 @@ public final class Trainer {
   /// Rejects a convolutional encoder whose buffers would not fit in this host's memory.
   ///
   /// The estimate takes each block's patch matrix, its outputs before and after batch
-  /// normalisation, pooling and ReLU, and T deltas, for every row of the online and the target
+  /// normalisation, pooling and ReLU, and T deltas, then each fully connected layer's
+  /// outputs and T deltas of its input and output, for every row of the online and the target
   /// encoder, on a square image of `inputSize` pixels.
   static func checkConvMemory(_ c: TrainingConfiguration, inputSize: Int, ranks: Int) throws {
     var side = Double(inputSize).squareRoot()
@@ -372,6 +373,12 @@ public final class Trainer {
       parameters += 9 * inputs * channels + 2 * channels
       inputs = channels
       side = (side / 2).rounded(.down)
+    }
+    var widths = c.convHiddenSizes.isEmpty ? [] : [side * side * inputs]
+    widths += c.convHiddenSizes.map(Double.init)
+    for (inputs, outputs) in zip(widths, widths.dropFirst()) {
+      floatsPerRow += inputs * Double(c.tasks.count) + outputs * Double(2 + c.tasks.count)
+      parameters += inputs * outputs + outputs
     }
     let rows = Double(c.supervisedView.rowsPerImage * (c.batchSize / max(ranks, 1)))
     var bytes = 2 * rows * floatsPerRow * 4

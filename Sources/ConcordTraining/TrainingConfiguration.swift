@@ -35,9 +35,13 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// The encoder architecture: fully connected (``hiddenSizes``) or convolutional
   /// (``convChannels``).
   public var encoder = EncoderKind.mlp
-  /// The output channels of the convolutional encoder's blocks; the last is the
-  /// representation size.
+  /// The output channels of the convolutional encoder's blocks.
   public var convChannels = [32, 64, 128]
+  /// The widths of the convolutional encoder's fully connected layers after its blocks.
+  ///
+  /// The last is the representation size. Empty for a global average pool, whose
+  /// representation is the last block's channels.
+  public var convHiddenSizes: [Int] = []
   /// The NT-Xent temperature of the SimCLR task.
   public var temperature: Float = 0.5
   /// The source of NT-Xent's negatives: the rank's own batch or the global batch.
@@ -229,6 +233,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     convChannels =
       try container.decodeIfPresent(type(of: convChannels).self, forKey: .convChannels)
       ?? convChannels
+    // A run that stored no fully connected layers had none: they came with this setting.
+    convHiddenSizes =
+      try container.decodeIfPresent(type(of: convHiddenSizes).self, forKey: .convHiddenSizes) ?? []
   }
 
   /// Returns the model shape that these settings describe, for a dataset of the given image size.

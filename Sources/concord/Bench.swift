@@ -8,6 +8,7 @@ import Foundation
 let benchUsage = """
   usage: concord bench step [--batch-size N] [--hidden LIST] [--tasks LIST] [--balancer NAME]
                             [--encoder mlp|conv] [--conv-channels LIST]
+                            [--conv-hidden LIST|none]
                             [--steps N] [--warmup N] [--blas-threads N] [--allreduce MODE]
                             [--allreduce-fusion all|per-task]
                             [--allreduce-precision float32|bfloat16] [--json]
@@ -81,7 +82,7 @@ func bench(arguments: [String]) -> Int32 {
       index += 2
     case "--batch-size", "--hidden", "--tasks", "--balancer", "--blas-threads", "--seed", "--lr",
       "--allreduce", "--allreduce-fusion", "--allreduce-precision", "--config", "--encoder",
-      "--conv-channels":
+      "--conv-channels", "--conv-hidden":
       trainArguments += arguments[index..<min(index + 2, arguments.count)]
       index += 2
     default:

@@ -122,6 +122,15 @@ let trainOptions: [TrainOption] = [
     $0.convChannels = try positiveList($1, "--conv-channels", of: "channels", example: "32,64,128")
   },
   TrainOption(
+    name: "--conv-hidden", value: "LIST|none",
+    help: "fully connected widths after the conv blocks, or none for global average pooling "
+      + "(default none)"
+  ) {
+    $0.convHiddenSizes =
+      $1 == "none"
+      ? [] : try positiveList($1, "--conv-hidden", of: "widths or none", example: "256")
+  },
+  TrainOption(
     name: "--temperature", value: "X", help: "SimCLR NT-Xent temperature (default 0.5)"
   ) { $0.temperature = Float(try positiveReal($1, "--temperature")) },
   TrainOption(

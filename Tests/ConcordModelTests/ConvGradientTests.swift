@@ -160,20 +160,28 @@ private func weightedSum(
   #expect(betaResult.maximumRelativeError < 1e-2, "\(betaResult)")
 }
 
-/// A small convolutional encoder over one parameter buffer, for tests: 6x5 images, blocks of
-/// 9 and 10 channels, so that the channel loops run both their vector and their single-float
-/// parts.
+/// The shapes of ``TestConvEncoder``: blocks of 9 and 10 channels, so that the channel loops
+/// run both their vector and their single-float parts, ending in a global average pool, or
+/// in a fully connected layer on 2x2 pooled pixels, with an odd row and column dropped.
+let testConvShapes = [
+  ConvEncoderShape(height: 6, width: 5, channels: [9, 10]),
+  ConvEncoderShape(height: 10, width: 9, channels: [9, 10], hiddenSizes: [7]),
+]
+
+/// A small convolutional encoder over one parameter buffer, for tests.
 private struct TestConvEncoder {
-  static let shape = ConvEncoderShape(height: 6, width: 5, channels: [9, 10])
+  let shape: ConvEncoderShape
   let parameters: FloatBuffer
   let layout: ParameterLayout
   let blocks: [ConvBlock]
+  let hiddenLayers: [Linear]
 
-  init(seed: UInt64) {
+  init(seed: UInt64, shape: ConvEncoderShape = testConvShapes[0]) {
+    self.shape = shape
     var layout = ParameterLayout()
-    ConvEncoder.appendParameters(to: &layout, shape: Self.shape)
+    ConvEncoder.appendParameters(to: &layout, shape: shape)
     parameters = FloatBuffer(count: layout.count)
-    for (index, slot) in layout.slots.enumerated() {
+    for (index, slot) in layout.slots.enumerated() where ConvEncoder.isBlockTensor(slot.name) {
       var stream = RandomStream(seed: seed, purpose: .test, counters: UInt64(index))
       ConvEncoder.initialise(slot, in: parameters, stream: &stream)
       if slot.name.hasPrefix("encoder.norm.") {
@@ -184,16 +192,25 @@ private struct TestConvEncoder {
       }
     }
     self.layout = layout
-    blocks = ConvEncoder.blocks(shape: Self.shape, buffer: parameters, layout: layout)
+    blocks = ConvEncoder.blocks(shape: shape, buffer: parameters, layout: layout)
+    hiddenLayers = ConvEncoder.hiddenLayers(shape: shape, buffer: parameters, layout: layout)
+    for (index, layer) in hiddenLayers.enumerated() {
+      var stream = RandomStream(seed: seed, purpose: .test, counters: UInt64(100 + index))
+      layer.initialise(stream: &stream)
+    }
   }
+
+  /// The input values per image.
+  var inputSize: Int { shape.height * shape.width }
 
   func encoder(taskCount: Int, capacity: Int, foldChunkFloats: Int = 65536) -> (
     ConvEncoder, FloatBuffer
   ) {
     let gradients = FloatBuffer(
-      count: ConvEncoder.gradientCount(shape: Self.shape, taskCount: taskCount))
+      count: ConvEncoder.gradientCount(shape: shape, taskCount: taskCount))
     let network = ConvNetwork(
-      blocks: blocks, capacity: capacity, reducer: SingleProcessStatisticsReducer(),
+      blocks: blocks, hiddenLayers: hiddenLayers, capacity: capacity,
+      reducer: SingleProcessStatisticsReducer(),
       runningStatistics: nil)
     return (
       ConvEncoder(
@@ -206,16 +223,17 @@ private struct TestConvEncoder {
 
 /// The fused backward pass of the convolutional encoder gives each task the gradient that a
 /// backward pass of that task alone gives.
-@Test func convEncoderMatchesSeparateBackwardPasses() throws {
+@Test(arguments: testConvShapes)
+func convEncoderMatchesSeparateBackwardPasses(shape: ConvEncoderShape) throws {
   let taskCount = 3
   let images = 4
-  let test = TestConvEncoder(seed: 10)
+  let test = TestConvEncoder(seed: 10, shape: shape)
   let (fused, _) = test.encoder(taskCount: taskCount, capacity: images)
   let (single, _) = test.encoder(taskCount: 1, capacity: images)
-  let input = randomMatrix(rows: images, columns: 30, seed: 11)
+  let input = randomMatrix(rows: images, columns: test.inputSize, seed: 11)
   let ones = FloatBuffer([Float](repeating: 1, count: images))
   let targets = (0..<taskCount).map {
-    randomMatrix(rows: images, columns: 10, seed: 20 + UInt64($0))
+    randomMatrix(rows: images, columns: shape.featureSize, seed: 20 + UInt64($0))
   }
 
   let features = fused.forward(input)
@@ -265,17 +283,19 @@ private struct TestConvEncoder {
 }
 
 /// The convolutional encoder's gradients match finite differences through convolution,
-/// batch normalisation, ReLU, max pooling and the global average pool.
-@Test func convEncoderGradientsMatchFiniteDifferences() throws {
+/// batch normalisation, ReLU, max pooling, and the global average pool or the fully connected
+/// layers.
+@Test(arguments: testConvShapes)
+func convEncoderGradientsMatchFiniteDifferences(shape: ConvEncoderShape) throws {
   let images = 4
   // NOTE: with seed 12, a few second-block weights disagreed with central differences by up
   // to 15% at both h = 1e-3 and 2e-3, although the vector and single-float channel loops gave
   // bit-identical gradients and other shapes agree: likely values near a ReLU kink of a
   // channel with only 24 values.
-  let test = TestConvEncoder(seed: 17)
+  let test = TestConvEncoder(seed: 17, shape: shape)
   let (encoder, _) = test.encoder(taskCount: 1, capacity: images)
-  let input = randomMatrix(rows: images, columns: 30, seed: 13)
-  let weights = randomMatrix(rows: images, columns: 10, seed: 14)
+  let input = randomMatrix(rows: images, columns: test.inputSize, seed: 13)
+  let weights = randomMatrix(rows: images, columns: shape.featureSize, seed: 14)
   let ones = FloatBuffer([Float](repeating: 1, count: images))
 
   // A loss linear in the features keeps the loss, and so its Float rounding, small.
@@ -328,11 +348,12 @@ private struct TestConvEncoder {
 
 /// Every task's gradient on the convolutional encoder matches finite differences of that
 /// task's loss through the whole model, BYOL's target network included.
-@Test(arguments: TaskKind.allCases)
-func convModelTaskGradientsMatchFiniteDifferences(task: TaskKind) throws {
-  let shape = ConvEncoderShape(height: 4, width: 4, channels: [3, 5])
+@Test(arguments: TaskKind.allCases, [[], [6]])
+func convModelTaskGradientsMatchFiniteDifferences(task: TaskKind, hiddenSizes: [Int]) throws {
+  let shape = ConvEncoderShape(height: 4, width: 4, channels: [3, 5], hiddenSizes: hiddenSizes)
   let configuration = ModelConfiguration(
-    inputSize: 16, hiddenSizes: shape.channels, classCount: 3, augmentationCount: 4,
+    inputSize: 16, hiddenSizes: shape.channels + hiddenSizes, classCount: 3,
+    augmentationCount: 4,
     projectorHiddenSize: 6, projectionSize: 4, temperature: 0.5, conv: shape)
   let model = MultiTaskModel(configuration: configuration, capacity: 8, seed: 15)
   var stream = RandomStream(seed: 16, purpose: .test)
@@ -361,5 +382,6 @@ func convModelTaskGradientsMatchFiniteDifferences(task: TaskKind) throws {
   let result = kinkAwareCheck(values, analytic, loss: loss)
   #expect(result.worst < 2e-2, "\(task): \(result)")
   #expect(result.checked >= 100, "\(task): \(result)")
-  #expect(model.encoder.lastWeightBlockIndex == 3, "the second block's convolution weight")
+  // The second block's convolution weight, or the fully connected layer's weight.
+  #expect(model.encoder.lastWeightBlockIndex == (hiddenSizes.isEmpty ? 3 : 6))
 }

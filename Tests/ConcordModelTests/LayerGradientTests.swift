@@ -97,11 +97,12 @@ func mlpGradientsMatchFiniteDifferences(hasFinalReLU: Bool) throws {
 
   // Finite differences are meaningless next to a ReLU kink; the check leaves such
   // coordinates out. The loss is near 10 here, so its Float rounding alone moves the
-  // numeric derivatives by about 1e-2 relative.
+  // numeric derivatives by about 1e-2 relative, and more at the smallest step, which leaves
+  // out a few of the smallest derivatives too.
   let parameterGradients = Array(network.gradients.elements)
   let parameterResult = kinkAwareCheck(network.parameters.elements, parameterGradients, loss: loss)
   #expect(parameterResult.worst < 3e-2, "\(parameterResult)")
-  #expect(parameterResult.checked >= 100, "\(parameterResult)")
+  #expect(parameterResult.checked >= 90, "\(parameterResult) of 103")
   let inputResult = kinkAwareCheck(input.elements, inputGradient.array, loss: loss)
   #expect(inputResult.worst < 3e-2, "\(inputResult)")
   #expect(inputResult.checked >= 20, "\(inputResult)")

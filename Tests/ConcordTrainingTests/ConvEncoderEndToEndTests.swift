@@ -2,10 +2,14 @@ import ConcordTensors
 import Foundation
 import Testing
 
-/// Flags of a quick `concord train --encoder conv` run on a subset of Fashion-MNIST.
-private func convRun(out: String, steps: Int, extra: [String] = []) -> [String] {
+/// Flags of a quick `concord train --encoder conv` run on a subset of Fashion-MNIST, ending
+/// in a global average pool or, with `hidden`, in fully connected layers.
+private func convRun(out: String, steps: Int, hidden: String = "none", extra: [String] = [])
+  -> [String]
+{
   [
-    "train", "--encoder", "conv", "--conv-channels", "8,16", "--out", out, "--steps",
+    "train", "--encoder", "conv", "--conv-channels", "8,16", "--conv-hidden", hidden, "--out",
+    out, "--steps",
     String(steps), "--train-limit", "256", "--test-limit", "64", "--batch-size", "16",
     "--log-every", "1", "--checkpoint-every", "3",
   ] + extra
@@ -15,12 +19,14 @@ private func convRun(out: String, steps: Int, extra: [String] = []) -> [String] 
 struct ConvEncoderEndToEndTests {
   /// Batch normalisation over the global batch makes 2 ranks reduce the gradients that 1 rank
   /// computes on the same global batch, up to rounding: per-sample tasks, after one update.
-  @Test func twoRanksReduceOneRankGradients() throws {
+  @Test(arguments: ["none", "12"])
+  func twoRanksReduceOneRankGradients(hidden: String) throws {
     var dumps: [SafeTensors] = []
     for ranks in [1, 2] {
       let out = try makeTemporaryDirectory()
       let flags = ["--tasks", "supervised,augpred", "--dump-gradients", "1"]
-      let result = try mpirun(ranks: ranks, convRun(out: out, steps: 2, extra: flags))
+      let result = try mpirun(
+        ranks: ranks, convRun(out: out, steps: 2, hidden: hidden, extra: flags))
       #expect(result.status == 0, "\(ranks) rank(s): \(result.standardError)")
       dumps.append(try SafeTensors.read(path: out + "/gradients-step-1.safetensors"))
     }
@@ -37,22 +43,25 @@ struct ConvEncoderEndToEndTests {
 
   /// 6 steps in one run and 3 + 3 with `--resume latest` end in bit-identical checkpoints,
   /// running statistics included: all four tasks, two ranks.
-  @Test func resumeIsBitIdentical() throws {
+  @Test(arguments: ["none", "12"])
+  func resumeIsBitIdentical(hidden: String) throws {
     let whole = try makeTemporaryDirectory()
     let parts = try makeTemporaryDirectory()
-    let uninterrupted = try mpirun(ranks: 2, convRun(out: whole, steps: 6))
+    let description = "conv 8,16" + (hidden == "none" ? "" : " hidden \(hidden)")
+    let uninterrupted = try mpirun(ranks: 2, convRun(out: whole, steps: 6, hidden: hidden))
     #expect(uninterrupted.status == 0, "\(uninterrupted.standardError)")
-    #expect(uninterrupted.standardOutput.contains("encoder conv 8,16"))
-    #expect(try mpirun(ranks: 2, convRun(out: parts, steps: 3)).status == 0)
+    #expect(uninterrupted.standardOutput.contains("encoder \(description)"))
+    #expect(try mpirun(ranks: 2, convRun(out: parts, steps: 3, hidden: hidden)).status == 0)
     let resumed = try mpirun(
-      ranks: 2, convRun(out: parts, steps: 6, extra: ["--resume", "latest"]))
+      ranks: 2, convRun(out: parts, steps: 6, hidden: hidden, extra: ["--resume", "latest"]))
     #expect(resumed.status == 0, "\(resumed.standardError)")
 
     let a = try SafeTensors.read(path: checkpointPath(whole, step: 6))
     let b = try SafeTensors.read(path: checkpointPath(parts, step: 6))
     #expect(a.tensors.map(\.name) == b.tensors.map(\.name))
     #expect(a.tensor(named: "encoder.norm.1.running_var") != nil)
-    #expect(a.metadata["encoder"] == "conv 8,16")
+    #expect(a.metadata["encoder"] == description)
+    #expect(hidden == "none" || a.tensor(named: "encoder.fc.0.weight")?.shape == [12, 7 * 7 * 16])
     var differing: [String] = []
     for (x, y) in zip(a.tensors, b.tensors) where x.bytes != y.bytes { differing.append(x.name) }
     #expect(differing.isEmpty, "tensors that differ after resuming: \(differing)")
@@ -74,6 +83,13 @@ struct ConvEncoderEndToEndTests {
     #expect(resumed.status == 2, "\(resumed.standardError)")
     #expect(resumed.standardError.contains("--encoder conv"), "\(resumed.standardError)")
     #expect(!resumed.standardError.contains("--hidden"), "\(resumed.standardError)")
+
+    let widened = try mpirun(
+      ranks: 1, convRun(out: out, steps: 6, hidden: "12", extra: ["--resume", "latest"]))
+    #expect(widened.status == 2, "\(widened.standardError)")
+    #expect(
+      widened.standardError.contains("--conv-hidden none, this run has --conv-hidden 12"),
+      "\(widened.standardError)")
 
     let evaluated = try run(
       concordBinary(), ["eval", "--checkpoint", checkpoint, "--encoder", "mlp", "--out", out])
@@ -114,6 +130,12 @@ struct ConvEncoderEndToEndTests {
     (["--conv-channels", "4,4,4,4,4,4"], "--conv-channels 4,4,4,4,4,4 has 6 blocks"),
     (["--conv-channels", "8,0"], "invalid --conv-channels 8,0"),
     (["--conv-channels", "100000"], "--conv-channels 100000 needs about"),
+    (["--conv-hidden", "0"], "invalid --conv-hidden 0"),
+    (
+      ["--conv-channels", "4,4,4,4,4", "--conv-hidden", "8"],
+      "--conv-channels 4,4,4,4,4 has 5 blocks, but 28x28 images, halved after every block when "
+        + "--conv-hidden is given, allow at most 4"
+    ),
   ])
   func invalidSettingsAreUsageErrors(flags: [String], message: String) throws {
     let out = try makeTemporaryDirectory()
