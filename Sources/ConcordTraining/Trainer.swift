@@ -20,6 +20,9 @@ public struct RunSummary: Sendable {
   /// Per-label accuracy of the augmentation prediction head on augmented test views, or nil
   /// without the augpred task.
   public var augpredAccuracy: Double? = nil
+  /// Accuracy of the augmentation prediction head on the label of each kind that it predicts,
+  /// keyed by the kind's name; empty without the augpred task.
+  public var augpredAccuracyPerKind: [(kind: String, accuracy: Double)] = []
   /// The step the run ended at.
   public var steps: Int
   /// Wall time of training and evaluation, in seconds.
@@ -681,8 +684,9 @@ public final class Trainer {
         ("eval/knn_accuracy", summary.knnAccuracy),
         ("eval/linear_probe_accuracy", summary.linearProbeAccuracy ?? .nan),
         ("eval/augpred_accuracy", summary.augpredAccuracy ?? .nan),
-      ])
+      ] + summary.augpredAccuracyPerKind.map { ("eval/augpred_accuracy_per_kind/" + $0, $1) })
     log.print(summary.consoleLine)
+    if let line = summary.perKindConsoleLine { log.print(line) }
     guard communicator.isRoot else { return }
     try summary.write(toDirectory: runDirectory)
   }

@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+
+/// Reads `path` as a JSON object.
+private func readJSONObject(_ path: String) throws -> [String: Any] {
+  let data = try Data(contentsOf: URL(fileURLWithPath: path))
+  return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+}
+
+/// Flags of a small, quick run on a subset of Fashion-MNIST.
+private func smallRun(out: String, steps: Int, extra: [String] = []) -> [String] {
+  [
+    "train", "--out", out, "--steps", String(steps), "--train-limit", "1024", "--test-limit",
+    "400", "--batch-size", "64", "--hidden", "128,64", "--log-every", "2",
+    "--checkpoint-every", "2",
+  ] + extra
+}
+
+/// The augmentation kinds, in the order of their augpred labels.
+private let allKinds = ["crop", "flip", "colorJitter", "blur", "noise", "erasing"]
+
+@Suite(.serialized, .enabled(if: hasFashionMNIST, "Fashion-MNIST is not installed"))
+struct AugpredPerKindTests {
+  /// The per-kind accuracies of a 2-rank run and of `concord eval` on 1 and 2 ranks agree, and
+  /// average to the overall augpred accuracy, since every kind has one label per test image.
+  @Test func perKindAccuracyOnOneAndTwoRanks() throws {
+    let out = try makeTemporaryDirectory()
+    let training = try mpirun(ranks: 2, smallRun(out: out, steps: 4))
+    #expect(training.status == 0, "\(training.standardError)")
+    #expect(
+      training.standardOutput.contains("concord: augpred accuracy per kind: crop "),
+      "\(training.standardOutput)")
+
+    var results = [try readJSONObject(out + "/eval.json")]
+    for ranks in [1, 2] {
+      let folder = out + "/eval-\(ranks)"
+      let evaluation = try mpirun(
+        ranks: ranks,
+        ["eval", "--checkpoint", out + "/checkpoints/step-0000004.safetensors", "--out", folder])
+      #expect(evaluation.status == 0, "\(evaluation.standardError)")
+      #expect(evaluation.standardOutput.contains("augpred accuracy per kind"))
+      results.append(try readJSONObject(folder + "/eval.json"))
+    }
+
+    var perKindOfEach: [[String: Double]] = []
+    for result in results {
+      let overall = try #require(result["augpred_accuracy"] as? Double)
+      let perKind = try #require(result["augpred_accuracy_per_kind"] as? [String: Double])
+      #expect(Set(perKind.keys) == Set(allKinds))
+      let mean = perKind.values.reduce(0, +) / Double(perKind.count)
+      #expect(abs(mean - overall) <= 1e-6, "mean of \(perKind) is not \(overall)")
+      for (kind, accuracy) in perKind {
+        #expect((0...1).contains(accuracy), "\(kind): \(accuracy)")
+        // 400 test images: every accuracy is a whole number of images.
+        let images = accuracy * 400
+        #expect(abs(images - images.rounded()) <= 1e-3, "\(kind): \(accuracy)")
+      }
+      perKindOfEach.append(perKind)
+    }
+    // The view of each test image depends on the seed and the image's index alone.
+    #expect(perKindOfEach[0] == perKindOfEach[1], "training on 2 ranks, eval on 1 rank")
+    #expect(perKindOfEach[1] == perKindOfEach[2], "eval on 1 and on 2 ranks")
+  }
+
+  /// Without the augpred task, eval.json records `null` and no per-kind line is printed.
+  @Test func perKindAccuracyNullWithoutAugpred() throws {
+    let out = try makeTemporaryDirectory()
+    let training = try run(
+      concordBinary(), smallRun(out: out, steps: 2, extra: ["--tasks", "supervised,simclr"]))
+    #expect(training.status == 0, "\(training.standardError)")
+    #expect(!training.standardOutput.contains("augpred accuracy per kind"))
+    let result = try readJSONObject(out + "/eval.json")
+    #expect(result["augpred_accuracy_per_kind"] is NSNull)
+  }
+}
