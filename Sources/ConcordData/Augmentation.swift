@@ -6,7 +6,7 @@ import Foundation
 /// A view applies each kind independently with probability 1/2. The position of
 /// a kind in `allCases` is its column in the augmentation-prediction labels, so
 /// `AugmentationKind.allCases.count` is the number of those labels.
-public enum AugmentationKind: String, CaseIterable, Sendable {
+public enum AugmentationKind: String, CaseIterable, Sendable, Codable {
   /// Random resized crop: a region of 50%...100% of the area, aspect ratio
   /// (width / height) in 3/4...4/3, resized back to the full image bilinearly.
   case crop

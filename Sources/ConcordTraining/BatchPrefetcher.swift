@@ -12,21 +12,27 @@ final class BatchSlot: @unchecked Sendable {
   let input: Matrix
   /// The class label of each row, `2b` or `3b` values.
   let labels: UnsafeMutablePointer<Int32>
-  /// The augmentation labels of each view, `[2b, kinds]`.
+  /// The augmentation labels of each view, `[2b, sensitiveKinds.count]`.
   let augmentationLabels: Matrix
+  /// The kinds of the columns of ``augmentationLabels``: the augpred task's kinds.
+  let sensitiveKinds: [AugmentationKind]
   /// Whether the slot contains the clean images after the views.
   let hasCleanRows: Bool
   /// The step whose inputs the slot holds, or -1.
   var step = -1
 
-  init(dataset: Dataset, sampler: ShardedSampler, seed: UInt64, hasCleanRows: Bool) {
+  init(
+    dataset: Dataset, sampler: ShardedSampler, seed: UInt64, hasCleanRows: Bool,
+    sensitiveKinds: [AugmentationKind]
+  ) {
     loader = BatchLoader(dataset: dataset, sampler: sampler, seed: seed)
     self.hasCleanRows = hasCleanRows
     let b = sampler.localBatchSize
     let rows = (hasCleanRows ? 3 : 2) * b
     input = Matrix(rows: rows, columns: dataset.pixelCount)
     labels = .allocate(capacity: rows)
-    augmentationLabels = Matrix(rows: 2 * b, columns: AugmentationKind.allCases.count)
+    augmentationLabels = Matrix(rows: 2 * b, columns: sensitiveKinds.count)
+    self.sensitiveKinds = sensitiveKinds
   }
 
   deinit {
@@ -39,8 +45,8 @@ final class BatchSlot: @unchecked Sendable {
     let loaded = loader.load(step: step)
     input.rows(0..<b).copy(from: loader.view1)
     input.rows(b..<(2 * b)).copy(from: loader.view2)
-    augmentationLabels.rows(0..<b).copy(from: loader.augmentationLabels1)
-    augmentationLabels.rows(b..<(2 * b)).copy(from: loader.augmentationLabels2)
+    copySensitiveLabels(from: loader.augmentationLabels1, to: 0)
+    copySensitiveLabels(from: loader.augmentationLabels2, to: b)
     for i in 0..<b {
       labels[i] = loader.labels[i]
       labels[b + i] = loader.labels[i]
@@ -54,6 +60,20 @@ final class BatchSlot: @unchecked Sendable {
       }
     }
     self.step = step
+  }
+
+  /// Copies the columns of the sensitive kinds of `labels`, `[b, AugmentationKind.allCases.count]`,
+  /// into rows `firstRow..<firstRow + b` of ``augmentationLabels``.
+  private func copySensitiveLabels(from labels: Matrix, to firstRow: Int) {
+    if sensitiveKinds == AugmentationKind.allCases {
+      augmentationLabels.rows(firstRow..<(firstRow + labels.rows)).copy(from: labels)
+      return
+    }
+    for row in 0..<labels.rows {
+      for (column, kind) in sensitiveKinds.enumerated() {
+        augmentationLabels[firstRow + row, column] = labels[row, kind.labelIndex]
+      }
+    }
   }
 
   var batch: TaskBatch {
@@ -103,15 +123,19 @@ final class BatchPrefetcher {
 
   /// Creates the prefetcher; with `inBackground` false, batches are prepared in line.
   ///
-  /// - Parameter hasCleanRows: whether each batch contains the clean images after the views.
+  /// - Parameters:
+  ///   - hasCleanRows: whether each batch contains the clean images after the views.
+  ///   - sensitiveKinds: the kinds whose labels the batches carry, in the order of application.
   init(
     dataset: Dataset, sampler: ShardedSampler, seed: UInt64, inBackground: Bool,
-    hasCleanRows: Bool = false
+    hasCleanRows: Bool = false, sensitiveKinds: [AugmentationKind] = AugmentationKind.allCases
   ) {
     isBackground = inBackground
     shared = Shared(
       slots: (0..<(inBackground ? 2 : 1)).map { _ in
-        BatchSlot(dataset: dataset, sampler: sampler, seed: seed, hasCleanRows: hasCleanRows)
+        BatchSlot(
+          dataset: dataset, sampler: sampler, seed: seed, hasCleanRows: hasCleanRows,
+          sensitiveKinds: sensitiveKinds)
       })
     if inBackground {
       let shared = shared

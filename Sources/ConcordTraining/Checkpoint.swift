@@ -195,7 +195,7 @@ enum Checkpoint {
   }
 
   /// Checks that the checkpoint was written for the same tasks, encoder widths, balancer,
-  /// optimizer, global batch size and seed.
+  /// optimizer, global batch size, seed and augpred kinds.
   ///
   /// The rank count may differ.
   ///
@@ -223,6 +223,10 @@ enum Checkpoint {
       ("--optimizer", saved.optimizer.rawValue, configuration.optimizer.rawValue),
       ("--batch-size", String(saved.batchSize), String(configuration.batchSize)),
       ("--seed", String(saved.seed), String(configuration.seed)),
+      (
+        "--sensitive", saved.augpredKinds.map(\.rawValue).joined(separator: ","),
+        configuration.augpredKinds.map(\.rawValue).joined(separator: ",")
+      ),
     ]
     for (flag, old, new) in pairs where old != new {
       throw UsageError(

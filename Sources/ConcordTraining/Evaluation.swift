@@ -150,10 +150,12 @@ enum Evaluation {
 
 extension TrainingConfiguration {
   /// The evaluation that these settings request: `--knn`, `--knn-temperature`,
-  /// `--linear-probe` with `--probe-epochs`, and the probe seeded by `--seed`.
+  /// `--linear-probe` with `--probe-epochs`, the probe seeded by `--seed`, and the augpred
+  /// kinds of `--sensitive`.
   var evaluationSettings: Evaluation.Settings {
     Evaluation.Settings(
       neighbours: knnNeighbours, temperature: knnTemperature,
-      linearProbe: linearProbe ? LinearProbe(epochs: probeEpochs, seed: seed) : nil, seed: seed)
+      linearProbe: linearProbe ? LinearProbe(epochs: probeEpochs, seed: seed) : nil, seed: seed,
+      augpredKinds: augpredKinds)
   }
 }

@@ -136,7 +136,8 @@ public final class Trainer {
     stepsPerEpoch = sampler.stepsPerEpoch
     prefetcher = BatchPrefetcher(
       dataset: trainSet, sampler: sampler, seed: c.seed,
-      inBackground: HostCores.hasSpareCore, hasCleanRows: c.supervisedView != .augmented)
+      inBackground: HostCores.hasSpareCore, hasCleanRows: c.supervisedView != .augmented,
+      sensitiveKinds: c.augpredKinds)
     totalSteps = c.steps > 0 ? c.steps : c.epochs * stepsPerEpoch
     guard c.dumpGradientsStep < totalSteps else {
       throw UsageError(
@@ -148,7 +149,7 @@ public final class Trainer {
     let localBatch = c.batchSize / communicator.size
     let modelConfiguration = c.modelConfiguration(
       height: trainSet.height, width: trainSet.width, classCount: trainSet.classCount,
-      augmentationCount: AugmentationKind.allCases.count)
+      augmentationCount: c.augpredKinds.count)
     try Self.checkConvShape(modelConfiguration)
     statisticsReducer = CommunicatorStatisticsReducer(communicator: communicator)
     model = MultiTaskModel(

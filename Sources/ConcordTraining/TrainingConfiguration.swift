@@ -1,3 +1,4 @@
+import ConcordData
 import ConcordModel
 
 /// Every setting of a training run, with its default.
@@ -119,6 +120,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var targetDecaySchedule = ScheduleKind.constant
   /// The images that the supervised head trains on.
   public var supervisedView = SupervisedView.augmented
+  /// The augmentation kinds whose labels the augpred task predicts (`--sensitive`), in the
+  /// order of application; nil means every kind.
+  ///
+  /// ``augpredKinds`` resolves the default. The other kinds are still applied to the views.
+  public var sensitiveKinds: [AugmentationKind]? = nil
 
   /// Creates the default configuration.
   public init() {}
@@ -225,6 +231,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     supervisedView =
       try container.decodeIfPresent(type(of: supervisedView).self, forKey: .supervisedView)
       ?? supervisedView
+    sensitiveKinds = try container.decodeIfPresent(
+      [AugmentationKind].self, forKey: .sensitiveKinds)
     encoder = try container.decodeIfPresent(type(of: encoder).self, forKey: .encoder) ?? encoder
     convChannels =
       try container.decodeIfPresent(type(of: convChannels).self, forKey: .convChannels)

@@ -78,6 +78,11 @@ let trainOptions: [TrainOption] = [
       + "or all three (default augmented)"
   ) { $0.supervisedView = try namedCase($1, "--supervised-view") },
   TrainOption(
+    name: "--sensitive", value: "LIST",
+    help: "comma-separated augmentation kinds whose labels augpred predicts: crop, flip, "
+      + "colorJitter, blur, noise, erasing (default all six)"
+  ) { $0.sensitiveKinds = try TrainingConfiguration.augmentationKinds($1, flag: "--sensitive") },
+  TrainOption(
     name: "--balancer", value: "NAME",
     help: "equal, gradnorm, pcgrad or pcgrad+gradnorm (default pcgrad+gradnorm)"
   ) { configuration, value in

@@ -1,5 +1,9 @@
+import ConcordData
+import ConcordTensors
 import Foundation
 import Testing
+
+@testable import ConcordTraining
 
 /// Reads `path` as a JSON object.
 private func readJSONObject(_ path: String) throws -> [String: Any] {
@@ -71,5 +75,69 @@ struct AugpredPerKindTests {
     #expect(!training.standardOutput.contains("augpred accuracy per kind"))
     let result = try readJSONObject(out + "/eval.json")
     #expect(result["augpred_accuracy_per_kind"] is NSNull)
+  }
+}
+
+/// A batch slot with sensitive kinds carries exactly those columns of the full labels, and the
+/// same views.
+@Test func batchSlotKeepsSensitiveColumns() throws {
+  var stream = RandomStream(seed: 5, purpose: .test)
+  let dataset = Dataset(
+    images: FloatBuffer((0..<(12 * 36)).map { _ in stream.uniform() }),
+    labels: (0..<12).map { Int32($0 % 3) }, height: 6, width: 6, classCount: 3)
+  let sampler = try ShardedSampler(
+    datasetCount: 12, globalBatchSize: 8, worldSize: 1, rank: 0, seed: 5)
+  let full = BatchSlot(
+    dataset: dataset, sampler: sampler, seed: 5, hasCleanRows: false,
+    sensitiveKinds: AugmentationKind.allCases)
+  let sensitive: [AugmentationKind] = [.flip, .noise]
+  let subset = BatchSlot(
+    dataset: dataset, sampler: sampler, seed: 5, hasCleanRows: false, sensitiveKinds: sensitive)
+  full.fill(step: 3)
+  subset.fill(step: 3)
+
+  #expect(subset.augmentationLabels.columns == 2)
+  #expect(subset.input.array == full.input.array)
+  for row in 0..<full.augmentationLabels.rows {
+    for (column, kind) in sensitive.enumerated() {
+      #expect(
+        subset.augmentationLabels[row, column] == full.augmentationLabels[row, kind.labelIndex],
+        "row \(row), \(kind)")
+    }
+  }
+}
+
+@Suite(.serialized, .enabled(if: hasFashionMNIST, "Fashion-MNIST is not installed"))
+struct SensitiveKindsTests {
+  /// `--sensitive flip,crop` gives augpred one logit per listed kind, in the order of
+  /// application, reports their accuracies alone, and a resume with another list fails.
+  @Test func sensitiveListShapesAugpredHead() throws {
+    let out = try makeTemporaryDirectory()
+    let training = try mpirun(
+      ranks: 2, smallRun(out: out, steps: 2, extra: ["--sensitive", "flip,crop"]))
+    #expect(training.status == 0, "\(training.standardError)")
+
+    let file = try SafeTensors.read(path: out + "/checkpoints/step-0000002.safetensors")
+    let weight = try #require(file.tensor(named: "augpred.classifier.weight"))
+    #expect(weight.shape == [2, 64])
+    let result = try readJSONObject(out + "/eval.json")
+    let perKind = try #require(result["augpred_accuracy_per_kind"] as? [String: Double])
+    #expect(Set(perKind.keys) == ["crop", "flip"])
+    #expect(
+      training.standardOutput.contains("augpred accuracy per kind: crop "),
+      "\(training.standardOutput)")
+
+    for other in [["--sensitive", "flip"], []] {
+      let resumed = try mpirun(
+        ranks: 2, smallRun(out: out, steps: 4, extra: ["--resume", "latest"] + other))
+      #expect(resumed.status == 2, "\(other): \(resumed.standardError)")
+      #expect(
+        resumed.standardError.contains("written with --sensitive crop,flip"),
+        "\(other): \(resumed.standardError)")
+    }
+    let resumed = try mpirun(
+      ranks: 2,
+      smallRun(out: out, steps: 4, extra: ["--resume", "latest", "--sensitive", "crop,flip"]))
+    #expect(resumed.status == 0, "\(resumed.standardError)")
   }
 }
