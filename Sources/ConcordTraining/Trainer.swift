@@ -129,6 +129,7 @@ public final class Trainer {
           + "most \(trainSet.count)")
     }
     try Self.checkSettings(c, trainCount: trainSet.count, ranks: communicator.size)
+    try c.checkAugmentationGroups()
     faultInjection = try FaultInjection.fromEnvironment()
     let sampler = try ShardedSampler(
       datasetCount: trainSet.count, globalBatchSize: c.batchSize, worldSize: communicator.size,
@@ -137,7 +138,7 @@ public final class Trainer {
     prefetcher = BatchPrefetcher(
       dataset: trainSet, sampler: sampler, seed: c.seed,
       inBackground: HostCores.hasSpareCore, hasCleanRows: c.supervisedView != .augmented,
-      sensitiveKinds: c.augpredKinds)
+      sensitiveKinds: c.augpredKinds, invariantKinds: c.invariantKinds)
     totalSteps = c.steps > 0 ? c.steps : c.epochs * stepsPerEpoch
     guard c.dumpGradientsStep < totalSteps else {
       throw UsageError(
@@ -153,7 +154,7 @@ public final class Trainer {
     try Self.checkConvShape(modelConfiguration)
     statisticsReducer = CommunicatorStatisticsReducer(communicator: communicator)
     model = MultiTaskModel(
-      configuration: modelConfiguration, capacity: c.supervisedView.rowsPerImage * localBatch,
+      configuration: modelConfiguration, capacity: c.rowsPerImage * localBatch,
       seed: c.seed, supervisedView: c.supervisedView,
       statisticsReducer: statisticsReducer)
     if c.simclrNegatives == .global,
@@ -342,7 +343,7 @@ public final class Trainer {
     var bytes = parameters * 4 * Double(3 + c.optimizer.stateNames.count + c.tasks.count)
     // Each layer keeps the activations of the online and the target encoder and T deltas,
     // for the two views and, with --supervised-view clean or both, the clean image.
-    let rows = Double(c.supervisedView.rowsPerImage * (c.batchSize / max(ranks, 1)))
+    let rows = Double(c.rowsPerImage * (c.batchSize / max(ranks, 1)))
     bytes += rows * Double(c.hiddenSizes.reduce(0, +)) * 4 * Double(2 + c.tasks.count)
     try checkFits(
       bytes: bytes, ranks: ranks,
@@ -377,7 +378,7 @@ public final class Trainer {
       inputs = channels
       side = (side / 2).rounded(.down)
     }
-    let rows = Double(c.supervisedView.rowsPerImage * (c.batchSize / max(ranks, 1)))
+    let rows = Double(c.rowsPerImage * (c.batchSize / max(ranks, 1)))
     var bytes = 2 * rows * floatsPerRow * 4
     bytes += parameters * 4 * Double(3 + c.optimizer.stateNames.count + c.tasks.count)
     try checkFits(

@@ -141,3 +141,71 @@ struct SensitiveKindsTests {
     #expect(resumed.status == 0, "\(resumed.standardError)")
   }
 }
+
+/// Returns the `F32` tensors of the checkpoint of `step` in `out`.
+private func checkpointTensors(_ out: String, step: Int) throws -> [SafeTensors.Tensor] {
+  let path = String(format: "%@/checkpoints/step-%07d.safetensors", out, step)
+  return try SafeTensors.read(path: path).tensors.filter { $0.dtype == .f32 }
+}
+
+@Suite(.serialized, .enabled(if: hasFashionMNIST, "Fashion-MNIST is not installed"))
+struct InvarianceTaskTests {
+  /// `--invariant` adds the invariance task last, next to clean supervised rows, keeps the
+  /// two ranks bit-identical, and takes the invariant kinds out of augpred by default.
+  @Test func invariantRunOnTwoRanks() throws {
+    let out = try makeTemporaryDirectory()
+    let result = try mpirun(
+      ranks: 2,
+      smallRun(
+        out: out, steps: 4, extra: ["--invariant", "noise,crop", "--supervised-view", "clean"]))
+    #expect(result.status == 0, "\(result.standardError)")
+    #expect(result.standardOutput.contains("identical on all 2 ranks"), "\(result.standardOutput)")
+    #expect(
+      result.standardOutput.contains("tasks supervised,simclr,byol,augpred,invariance"),
+      "\(result.standardOutput)")
+
+    let metrics = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8)
+    let last = try #require(metrics.split(separator: "\n").last)
+    let line = try #require(
+      try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+    let losses = try #require(line["loss"] as? [String: Double])
+    let invariance = try #require(losses["invariance"])
+    #expect(invariance >= 0 && invariance <= 2, "\(invariance)")
+    let weights = try #require(line["weight"] as? [String: Double])
+    #expect(weights.count == 5)
+
+    let evaluation = try readJSONObject(out + "/eval.json")
+    let perKind = try #require(evaluation["augpred_accuracy_per_kind"] as? [String: Double])
+    #expect(Set(perKind.keys) == ["flip", "colorJitter", "blur", "erasing"])
+  }
+
+  /// A run resumed at step 3 ends with the same bytes as an uninterrupted one, and resuming
+  /// with another invariant list fails.
+  @Test func invariantResumeIsExact() throws {
+    let whole = try makeTemporaryDirectory()
+    let parts = try makeTemporaryDirectory()
+    let flags = ["--invariant", "blur", "--checkpoint-every", "3"]
+    let uninterrupted = try run(concordBinary(), smallRun(out: whole, steps: 6, extra: flags))
+    #expect(uninterrupted.status == 0, "\(uninterrupted.standardError)")
+    let first = try run(concordBinary(), smallRun(out: parts, steps: 3, extra: flags))
+    #expect(first.status == 0, "\(first.standardError)")
+
+    let other = try run(
+      concordBinary(),
+      smallRun(
+        out: parts, steps: 6,
+        extra: ["--invariant", "flip", "--checkpoint-every", "3", "--resume", "latest"]))
+    #expect(other.status == 2, "\(other.standardError)")
+    #expect(other.standardError.contains("--invariant blur"), "\(other.standardError)")
+
+    let second = try run(
+      concordBinary(), smallRun(out: parts, steps: 6, extra: flags + ["--resume", "latest"]))
+    #expect(second.status == 0, "\(second.standardError)")
+    let expected = try checkpointTensors(whole, step: 6)
+    let actual = try checkpointTensors(parts, step: 6)
+    #expect(expected.map(\.name) == actual.map(\.name))
+    for (a, b) in zip(actual, expected) {
+      #expect(a.bytes == b.bytes, "\(a.name) differs after the resume")
+    }
+  }
+}
