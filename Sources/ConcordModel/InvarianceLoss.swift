@@ -39,16 +39,7 @@ public func invarianceLoss(_ a: Matrix, _ b: Matrix, gradientA: Matrix, gradient
   for i in 0..<m {
     let aRow = a.base + i * a.rowStride
     let bRow = b.base + i * b.rowStride
-    var aa = 0.0
-    var bb = 0.0
-    var ab = 0.0
-    for k in 0..<d {
-      let x = Double(aRow[k])
-      let y = Double(bRow[k])
-      aa += x * x
-      bb += y * y
-      ab += x * y
-    }
+    let (aa, bb, ab) = rowProducts(aRow, bRow, count: d)
     let aNorm = aa.squareRoot()
     let bNorm = bb.squareRoot()
     let aDivisor = max(aNorm, normalizationEpsilon)
@@ -68,6 +59,24 @@ public func invarianceLoss(_ a: Matrix, _ b: Matrix, gradientA: Matrix, gradient
     }
   }
   return Float(lossSum / Double(m))
+}
+
+/// Returns `x . x`, `y . y` and `x . y` of two rows of `count` values, summed in double
+/// precision in index order.
+func rowProducts(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int) -> (
+  xx: Double, yy: Double, xy: Double
+) {
+  var xx = 0.0
+  var yy = 0.0
+  var xy = 0.0
+  for k in 0..<count {
+    let a = Double(x[k])
+    let b = Double(y[k])
+    xx += a * a
+    yy += b * b
+    xy += a * b
+  }
+  return (xx, yy, xy)
 }
 
 /// The invariance task: no parameters, a loss that pulls the representation of each first
