@@ -120,13 +120,8 @@ public final class ConvEncoder: MultiTaskEncoder {
   public static func hiddenLayers(
     shape: ConvEncoderShape, buffer: FloatBuffer, layout: ParameterLayout, prefix: String = ""
   ) -> [Linear] {
-    shape.hiddenSizes.indices.map { j in
-      let weight = layout.slot(named: prefix + "encoder.fc.\(j).weight")!
-      let bias = layout.slot(named: prefix + "encoder.fc.\(j).bias")!
-      return Linear(
-        weight: buffer.matrix(
-          rows: weight.shape[0], columns: weight.shape[1], offset: weight.offset),
-        bias: buffer.matrix(rows: 1, columns: bias.shape[0], offset: bias.offset))
+    shape.hiddenSizes.indices.map {
+      Linear(named: prefix + "encoder.fc.\($0)", in: layout, buffer: buffer)
     }
   }
 
