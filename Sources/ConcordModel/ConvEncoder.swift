@@ -40,7 +40,7 @@ public final class ConvEncoder: MultiTaskEncoder {
 
   /// Appends the encoder's parameters to `layout`: per block `i`, `encoder.conv.i.weight`
   /// `[outputs, 3, 3, inputs]`, `encoder.norm.i.weight` (`gamma`) and `encoder.norm.i.bias`
-  /// (`beta`), `[outputs]` each, as PyTorch names them; then per fully connected layer `j`,
+  /// (`beta`), `[outputs]` each, as PyTorch names them. Then per fully connected layer `j`,
   /// `encoder.fc.j.weight` `[outputs, inputs]` and `encoder.fc.j.bias` `[outputs]`.
   public static func appendParameters(to layout: inout ParameterLayout, shape: ConvEncoderShape) {
     for (i, (inputs, outputs)) in channelPairs(shape).enumerated() {
@@ -62,7 +62,7 @@ public final class ConvEncoder: MultiTaskEncoder {
   }
 
   /// Returns whether `name` is a tensor of the convolution blocks, which
-  /// ``initialise(_:in:stream:)`` fills; the fully connected layers start as ``Linear`` does.
+  /// ``initialise(_:in:stream:)`` fills. The fully connected layers start as ``Linear`` does.
   public static func isBlockTensor(_ name: String) -> Bool {
     name.hasPrefix("encoder.conv.") || name.hasPrefix("encoder.norm.")
   }
