@@ -7,12 +7,13 @@ extension Checkpoint {
   /// ``Trainer`` calls ``save(trainer:to:)`` inside ``collectively(_:_:)``, so every rank
   /// stops with this error.
   ///
+  /// - Parameter advice: the settings to change, such as `lower --lr`, named in the error.
   /// - Throws: ``TrainingError`` naming the step, the first non-finite tensor and the path.
-  static func checkFinite(_ file: SafeTensors, step: Int, path: String) throws {
+  static func checkFinite(_ file: SafeTensors, step: Int, path: String, advice: String) throws {
     if let name = try firstNonFiniteTensor(file) {
       throw TrainingError(
         "step \(step): tensor \(name) contains NaN or infinity, so the checkpoint "
-          + "\(path) was not written and the earlier ones stay: lower --lr, then resume from "
+          + "\(path) was not written and the earlier ones stay: \(advice), then resume from "
           + "the newest checkpoint", isCollective: true)
     }
   }

@@ -90,7 +90,8 @@ enum Checkpoint {
       "data_crc32": CheckpointContents.crc32Text(CheckpointContents.dataCRC32(of: file)),
     ]
     let directory = deletingLastPathComponent(path)
-    try checkFinite(file, step: trainer.step, path: path)
+    try checkFinite(
+      file, step: trainer.step, path: path, advice: trainer.configuration.divergenceAdvice)
     do {
       try AtomicFile.write(file.serialized(), to: path)
     } catch let error as AtomicFileError {

@@ -24,8 +24,8 @@ extension Trainer {
       throw TrainingError(
         "step \(step): the \(task) loss \(String(format: "%.6g", losses[t])) exceeds --loss-bound "
           + "\(String(format: "%g", configuration.lossBound)) times max(its first-step loss "
-          + "\(String(format: "%.6g", initial[t])), 1); the step was not applied: lower --lr or "
-          + "raise --loss-bound, then resume from the newest checkpoint in "
+          + "\(String(format: "%.6g", initial[t])), 1); the step was not applied: "
+          + "\(configuration.divergenceAdvice) or raise --loss-bound, then resume from the newest checkpoint in "
           + "\(runDirectory)/checkpoints, if there is one",
         isCollective: true)
     }

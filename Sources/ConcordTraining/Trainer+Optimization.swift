@@ -114,3 +114,11 @@ extension Trainer {
       warmupSteps: warmupSteps(c, stepsPerEpoch: stepsPerEpoch), totalSteps: totalSteps)
   }
 }
+
+extension TrainingConfiguration {
+  /// The settings to lower when training diverges: the learning rate, and with LARS the
+  /// weight decay too, whose term grows with the weights.
+  var divergenceAdvice: String {
+    optimizer == .lars ? "lower --lr or --weight-decay" : "lower --lr"
+  }
+}

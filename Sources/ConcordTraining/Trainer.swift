@@ -539,8 +539,8 @@ public final class Trainer {
       }
       if consecutiveSkips >= 3 {
         throw TrainingError(
-          "steps \(step - 2) to \(step) had non-finite losses or gradients: lower --lr or "
-            + "check the data, then resume from the newest checkpoint in "
+          "steps \(step - 2) to \(step) had non-finite losses or gradients: "
+            + "\(configuration.divergenceAdvice) or check the data, then resume from the newest checkpoint in "
             + "\(runDirectory)/checkpoints, if there is one",
           isCollective: true)
       }
@@ -673,7 +673,7 @@ public final class Trainer {
     guard model.parameters.elements.allSatisfy(\.isFinite) else {
       throw TrainingError(
         "step \(step): the parameters hold NaN or infinity, so no checkpoint was written: "
-          + "lower --lr", isCollective: true)
+          + configuration.divergenceAdvice, isCollective: true)
     }
     let path = String(format: "%@/checkpoints/step-%07d.safetensors", runDirectory, step)
     // Every rank learns whether rank 0's write failed, so that all of them stop alike.
