@@ -18,6 +18,15 @@ public enum OptimizerKind: String, CaseIterable, Codable, Sendable {
     }
   }
 
+  /// The state vectors among ``stateNames`` that are never negative, such as Adam's running
+  /// mean of squared gradients.
+  public var nonNegativeStateNames: [String] {
+    switch self {
+    case .adam: return ["second_moment"]
+    case .lars: return []
+    }
+  }
+
   /// Returns the checkpoint name of state vector `state` of the parameter tensor `tensor`.
   public func tensorName(state: String, tensor: String) -> String {
     "\(rawValue).\(state).\(tensor)"

@@ -73,6 +73,16 @@ struct CheckpointContents {
     if let extra = file.tensors.first(where: { !names.contains($0.name) }) {
       throw damaged("tensor \(extra.name) belongs to no part of this model's state")
     }
+    // Squared-gradient averages and variances are sums of squares.
+    let nonNegative =
+      model.layout.slots.flatMap { slot in
+        optimizer.nonNegativeStateNames.map { optimizer.tensorName(state: $0, tensor: slot.name) }
+      } + model.statisticsLayout.slots.map(\.name).filter { $0.hasSuffix("running_var") }
+    for name in nonNegative {
+      if let value = try file.floats(name).first(where: { $0 < 0 }) {
+        throw damaged("tensor \(name) holds the negative value \(value), which it never can")
+      }
+    }
 
     let step = Int(try file.int64s("step")[0])
     let optimizerStep = Int(try file.int64s(optimizer.stepCounterName)[0])

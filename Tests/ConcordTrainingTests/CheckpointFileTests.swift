@@ -73,19 +73,11 @@ private let damages: [Damage] = [
     copy[8] = UInt8(ascii: "[")
     return copy
   },
-  Damage(name: "NaN in a parameter under a matching CRC-32", word: "NaN") { bytes in
-    var (header, data) = try splitFile(bytes)
-    let entry = try #require(header["encoder.0.weight"] as? [String: Any])
-    let start = try #require((entry["data_offsets"] as? [Int])?.first)
-    withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) {
-      data.replaceSubrange(start..<(start + 4), with: $0)
-    }
-    // Recompute the CRC-32, so that only the finiteness check can catch the NaN.
-    let file = try SafeTensors(bytes: try joinFile(header, data))
-    var metadata = try #require(header["__metadata__"] as? [String: String])
-    metadata["data_crc32"] = CheckpointContents.crc32Text(CheckpointContents.dataCRC32(of: file))
-    header["__metadata__"] = metadata
-    return try joinFile(header, data)
+  Damage(name: "NaN in a parameter under a matching CRC-32", word: "NaN") {
+    try replacingFirstFloat(of: "encoder.0.weight", with: .nan, in: $0)
+  },
+  Damage(name: "negative Adam second moment under a matching CRC-32", word: "negative value") {
+    try replacingFirstFloat(of: "adam.second_moment.encoder.0.weight", with: -1, in: $0)
   },
   Damage(name: "flipped bit in tensor data", word: "CRC-32") { bytes in
     var copy = bytes
@@ -93,6 +85,24 @@ private let damages: [Damage] = [
     return copy
   },
 ]
+
+/// Replaces the first value of tensor `name` with `value` and recomputes the CRC-32, so that
+/// only a check of the values can catch it.
+private func replacingFirstFloat(of name: String, with value: Float, in bytes: [UInt8]) throws
+  -> [UInt8]
+{
+  var (header, data) = try splitFile(bytes)
+  let entry = try #require(header[name] as? [String: Any])
+  let start = try #require((entry["data_offsets"] as? [Int])?.first)
+  withUnsafeBytes(of: value.bitPattern.littleEndian) {
+    data.replaceSubrange(start..<(start + 4), with: $0)
+  }
+  let file = try SafeTensors(bytes: try joinFile(header, data))
+  var metadata = try #require(header["__metadata__"] as? [String: String])
+  metadata["data_crc32"] = CheckpointContents.crc32Text(CheckpointContents.dataCRC32(of: file))
+  header["__metadata__"] = metadata
+  return try joinFile(header, data)
+}
 
 /// A two-step run whose checkpoints the damage tests copy, made once.
 private let sourceRun = Result { () throws -> String in
