@@ -36,7 +36,8 @@ extension Evaluation {
       }
       let count = end - start
       let output = logits.rows(0..<count)
-      head.layer.forward(model.encoder.forwardForEvaluation(views.rows(0..<count)), into: output)
+      let features = model.encoder.forwardForEvaluation(views.rows(0..<count))
+      head.layer.forward(features.columns(model.featureColumns(of: .augpred)), into: output)
       for row in 0..<count {
         for kind in 0..<kinds where (output[row, kind] > 0) == (labels[row, kind] > 0.5) {
           correct += 1

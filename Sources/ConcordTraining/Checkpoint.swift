@@ -194,8 +194,8 @@ enum Checkpoint {
     return bytes
   }
 
-  /// Checks that the checkpoint was written for the same tasks, encoder widths, balancer,
-  /// optimizer, global batch size and seed.
+  /// Checks that the checkpoint was written for the same tasks, encoder widths, adapters,
+  /// balancer, optimizer, global batch size and seed.
   ///
   /// The rank count may differ.
   ///
@@ -223,6 +223,10 @@ enum Checkpoint {
     if saved.encoder == .conv {
       pairs.append(
         ("--conv-hidden", saved.convHiddenDescription, configuration.convHiddenDescription))
+    }
+    pairs.append(("--adapters", saved.adapters.rawValue, configuration.adapters.rawValue))
+    if let rank = saved.modelAdapterRank, let current = configuration.modelAdapterRank {
+      pairs.append(("--adapter-rank", String(rank), String(current)))
     }
     pairs += [
       ("--balancer", saved.balancer, configuration.balancer),

@@ -91,10 +91,10 @@ enum Evaluation {
       augpredAccuracy: augpredHead == nil ? nil : counts[4] / max(counts[5], 1))
   }
 
-  /// Computes the encoder's features of `range` of `dataset`, `[range.count, featureSize]`,
-  /// in chunks of the model's batch capacity.
+  /// Computes the encoder's features of `range` of `dataset`, `[range.count,
+  /// encoder.outputSize]`, in chunks of the model's batch capacity.
   static func features(model: MultiTaskModel, dataset: Dataset, range: Range<Int>) -> Matrix {
-    let d = model.configuration.featureSize
+    let d = model.encoder.outputSize
     let inputSize = dataset.height * dataset.width
     let result = Matrix(rows: range.count, columns: d)
     let images = dataset.images.matrix(rows: dataset.count, columns: inputSize)

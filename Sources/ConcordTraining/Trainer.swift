@@ -141,6 +141,7 @@ public final class Trainer {
           + "\(totalSteps): pass a step below \(totalSteps)")
     }
     try Self.checkOptimizationSettings(c, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+    try Self.checkAdapterSettings(c)
 
     let localBatch = c.batchSize / communicator.size
     let modelConfiguration = c.modelConfiguration(
@@ -614,7 +615,8 @@ public final class Trainer {
       "concord: \(trainSet.count) training images, global batch \(c.batchSize) "
         + "(\(c.batchSize / communicator.size) per rank), \(stepsPerEpoch) steps per epoch, "
         + "steps \(step)..<\(totalSteps), \(model.layout.count) parameters"
-        + (c.encoder == .conv ? ", encoder \(c.encoderDescription)" : ""))
+        + (c.encoder == .conv ? ", encoder \(c.encoderDescription)" : "")
+        + (c.adapters == .none ? "" : ", adapters \(c.adapterDescription)"))
     log.print("concord: writing to \(runDirectory)")
   }
 
