@@ -6,7 +6,7 @@ import Foundation
 /// A view applies each kind independently with probability 1/2. The position of
 /// a kind in `allCases` is its column in the augmentation-prediction labels, so
 /// `AugmentationKind.allCases.count` is the number of those labels.
-public enum AugmentationKind: String, CaseIterable, Sendable {
+public enum AugmentationKind: String, CaseIterable, Sendable, Codable {
   /// Random resized crop: a region of 50%...100% of the area, aspect ratio
   /// (width / height) in 3/4...4/3, resized back to the full image bilinearly.
   case crop
@@ -89,6 +89,11 @@ struct AugmentationPlan: Equatable {
   /// Marks `kind` as applied.
   mutating func insert(_ kind: AugmentationKind) {
     appliedMask |= 1 << UInt8(kind.labelIndex)
+  }
+
+  /// Marks `kind` as not applied, keeping its parameters.
+  mutating func remove(_ kind: AugmentationKind) {
+    appliedMask &= ~(1 << UInt8(kind.labelIndex))
   }
 
   /// Draws a plan for a `[height, width]` image from `stream`.
@@ -198,6 +203,37 @@ public final class Augmenter {
   ) {
     let plan = AugmentationPlan.draw(height: height, width: width, stream: &stream)
     apply(plan, to: source, into: destination, stream: &stream)
+    for kind in AugmentationKind.orderOfApplication {
+      labels[kind.labelIndex] = plan.contains(kind) ? 1 : 0
+    }
+  }
+
+  /// Writes one randomly augmented view of `source`, its labels, and its invariance twin: the
+  /// same view with the kinds of `omitted` left out.
+  ///
+  /// The view and its labels are bit-identical to those of
+  /// ``augment(_:into:labels:stream:)`` with the same stream. The twin shares every other
+  /// draw of the view: the same plan without `omitted`, and the same Gaussian noise values
+  /// when noise applies to both.
+  ///
+  /// - Parameters:
+  ///   - source: The image, `[height, width]`, row-major, values in `[0, 1]`.
+  ///   - destination: The view, `[height, width]`, row-major.
+  ///   - twin: The view without the kinds of `omitted`, `[height, width]`, row-major.
+  ///   - omitted: The kinds that the twin leaves out.
+  ///   - labels: `[AugmentationKind.allCases.count]`; 1 where a kind made the view, else 0.
+  ///   - stream: The source of every random choice, advanced as by the call without a twin.
+  public func augment(
+    _ source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>,
+    twin: UnsafeMutablePointer<Float>, omitting omitted: [AugmentationKind],
+    labels: UnsafeMutablePointer<Float>, stream: inout RandomStream
+  ) {
+    let plan = AugmentationPlan.draw(height: height, width: width, stream: &stream)
+    var twinStream = stream
+    var twinPlan = plan
+    for kind in omitted { twinPlan.remove(kind) }
+    apply(plan, to: source, into: destination, stream: &stream)
+    apply(twinPlan, to: source, into: twin, stream: &twinStream)
     for kind in AugmentationKind.orderOfApplication {
       labels[kind.labelIndex] = plan.contains(kind) ? 1 : 0
     }

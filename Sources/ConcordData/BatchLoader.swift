@@ -25,6 +25,11 @@ public final class BatchLoader {
   /// The augmentation-prediction labels of `view2`, `[localBatchSize, kinds]`, where `kinds`
   /// is `AugmentationKind.allCases.count`.
   public let augmentationLabels2: Matrix
+  /// The kinds that the invariance twins leave out; empty means no twins.
+  public let invariantKinds: [AugmentationKind]
+  /// The invariance twin of each first view: `view1` with ``invariantKinds`` left out and every
+  /// other draw shared, `[localBatchSize, height * width]`; empty without invariant kinds.
+  public let invariantView1: Matrix
   /// The sampler that picks this rank's samples.
   public private(set) var sampler: ShardedSampler
   private let augmenter: Augmenter
@@ -43,7 +48,11 @@ public final class BatchLoader {
   ///   - dataset: The samples; its count must equal `sampler.datasetCount`.
   ///   - sampler: This rank's sampler.
   ///   - seed: The run's seed, keying the augmentation streams.
-  public init(dataset: Dataset, sampler: ShardedSampler, seed: UInt64) {
+  ///   - invariantKinds: The kinds that ``invariantView1`` leaves out; empty for no twins.
+  public init(
+    dataset: Dataset, sampler: ShardedSampler, seed: UInt64,
+    invariantKinds: [AugmentationKind] = []
+  ) {
     precondition(
       dataset.count == sampler.datasetCount,
       "dataset contains \(dataset.count) samples but the sampler expects \(sampler.datasetCount)")
@@ -57,6 +66,8 @@ public final class BatchLoader {
     labels = [Int32](repeating: 0, count: rows)
     augmentationLabels1 = Matrix(rows: rows, columns: kindCount)
     augmentationLabels2 = Matrix(rows: rows, columns: kindCount)
+    self.invariantKinds = invariantKinds
+    invariantView1 = Matrix(rows: invariantKinds.isEmpty ? 0 : rows, columns: dataset.pixelCount)
     augmenter = Augmenter(height: dataset.height, width: dataset.width)
   }
 
@@ -75,9 +86,16 @@ public final class BatchLoader {
       streamCounters[1] = position
       streamCounters[2] = 0
       var stream1 = RandomStream(seed: seed, purpose: .augmentation, counterList: streamCounters)
-      augmenter.augment(
-        image, into: view1.row(row).baseAddress!,
-        labels: augmentationLabels1.row(row).baseAddress!, stream: &stream1)
+      if invariantKinds.isEmpty {
+        augmenter.augment(
+          image, into: view1.row(row).baseAddress!,
+          labels: augmentationLabels1.row(row).baseAddress!, stream: &stream1)
+      } else {
+        augmenter.augment(
+          image, into: view1.row(row).baseAddress!, twin: invariantView1.row(row).baseAddress!,
+          omitting: invariantKinds, labels: augmentationLabels1.row(row).baseAddress!,
+          stream: &stream1)
+      }
 
       streamCounters[2] = 1
       var stream2 = RandomStream(seed: seed, purpose: .augmentation, counterList: streamCounters)

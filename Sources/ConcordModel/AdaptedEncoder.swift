@@ -4,8 +4,8 @@ import ConcordTensors
 /// each through the shared layers and that group's adapters (``AdaptedMLP``).
 ///
 /// The features are the outputs of the G passes side by side, `[n, G * featureSize]`, group
-/// after group in the order of ``groups``. A task's head reads the columns of its group, and
-/// the supervised head reads them all (see ``TaskGroup``).
+/// after group in the order of ``groups``. A task's head reads the columns of its groups
+/// (``TaskKind/groups``), so the supervised head reads them all.
 ///
 /// The backward pass gives every task its own gradient, stacked as ``SharedEncoder`` stacks
 /// them: for each pass, the tasks' gradients of that pass's output side by side, `[n, T *

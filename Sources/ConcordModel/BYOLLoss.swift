@@ -49,16 +49,7 @@ public func byolLoss(predictions p: Matrix, targets t: Matrix, gradient: Matrix)
   for i in 0..<m {
     let pRow = p.base + i * p.rowStride
     let tRow = t.base + i * t.rowStride
-    var pp = 0.0
-    var tt = 0.0
-    var pt = 0.0
-    for k in 0..<d {
-      let a = Double(pRow[k])
-      let b = Double(tRow[k])
-      pp += a * a
-      tt += b * b
-      pt += a * b
-    }
+    let (pp, tt, pt) = rowProducts(pRow, tRow, count: d)
     let pNorm = pp.squareRoot()
     let pDivisor = max(pNorm, normalizationEpsilon)
     let tDivisor = max(tt.squareRoot(), normalizationEpsilon)

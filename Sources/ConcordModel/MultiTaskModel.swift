@@ -30,7 +30,7 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
   /// Creates a configuration; the defaults are the 784-512-256 encoder and 256-256-128 heads.
   public init(
     inputSize: Int = 784, hiddenSizes: [Int] = [512, 256], classCount: Int = 10,
-    augmentationCount: Int = 6, tasks: [TaskKind] = TaskKind.allCases,
+    augmentationCount: Int = 6, tasks: [TaskKind] = TaskKind.defaultTasks,
     projectorHiddenSize: Int = 256, projectionSize: Int = 128, temperature: Float = 0.5,
     conv: ConvEncoderShape? = nil, adapterRank: Int? = nil
   ) {
@@ -55,13 +55,10 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
     adapterRank == nil ? [] : TaskGroup.present(in: tasks)
   }
 
-  /// Returns the number of features that `task`'s head reads: ``featureSize`` for each group
-  /// it reads, or ``featureSize`` without adapters.
+  /// Returns the number of features that `task`'s head reads: ``featureSize`` for each of its
+  /// groups (``TaskKind/groups``), or ``featureSize`` without adapters.
   public func headInputSize(for task: TaskKind) -> Int {
-    let groups = adapterGroups
-    guard !groups.isEmpty else { return featureSize }
-    let own = TaskGroup.groups(of: task)
-    return featureSize * (own.isEmpty ? groups.count : own.count)
+    adapterGroups.isEmpty ? featureSize : featureSize * task.groups.count
   }
 }
 
@@ -118,6 +115,9 @@ public final class MultiTaskModel {
   ///
   /// Batches have clean rows unless it is ``SupervisedView/augmented``.
   public let supervisedView: SupervisedView
+  /// The rows of a batch for each image: the two views, the clean image with ``supervisedView``
+  /// `clean` or `both`, and the invariance twin with the ``TaskKind/invariance`` task.
+  public let rowsPerImage: Int
   private let ones: FloatBuffer
   /// The offset in ``parameters`` of the adapters, which follow the heads; the end of
   /// ``parameters`` without adapters.
@@ -130,8 +130,8 @@ public final class MultiTaskModel {
   ///
   /// - Parameters:
   ///   - configuration: the shape.
-  ///   - capacity: the largest batch in rows: twice the local batch of images, or three times
-  ///     with clean rows.
+  ///   - capacity: the largest batch in rows: the local batch of images times
+  ///     ``rowsPerImage``.
   ///   - seed: the run's seed; every rank that passes the same seed gets the same parameters.
   ///   - supervisedView: the images that the supervised head trains on.
   ///   - statisticsReducer: sums the convolutional encoder's batch statistics over the ranks.
@@ -141,17 +141,21 @@ public final class MultiTaskModel {
     statisticsReducer: BatchStatisticsReducer = SingleProcessStatisticsReducer()
   ) {
     precondition(!configuration.tasks.isEmpty, "a model needs at least one task")
+    let rowsPerImage =
+      supervisedView.rowsPerImage + (configuration.tasks.contains(.invariance) ? 1 : 0)
     precondition(
       configuration.conv == nil || configuration.adapterRank == nil,
       "adapters need the MLP encoder")
     precondition(
-      supervisedView == .augmented || capacity % 3 == 0,
-      "capacity \(capacity) is not 3 rows per image for supervised view \(supervisedView)")
+      capacity % rowsPerImage == 0,
+      "capacity \(capacity) is not \(rowsPerImage) rows per image for supervised view "
+        + "\(supervisedView) and tasks \(configuration.tasks)")
     self.configuration = configuration
     self.capacity = capacity
     self.supervisedView = supervisedView
+    self.rowsPerImage = rowsPerImage
     // The heads of the other tasks read the two views alone.
-    let viewCapacity = capacity / supervisedView.rowsPerImage * 2
+    let viewCapacity = capacity / rowsPerImage * 2
     let taskCount = configuration.tasks.count
     let widths = [configuration.inputSize] + configuration.hiddenSizes
 
@@ -329,6 +333,8 @@ public final class MultiTaskModel {
         heads.append(
           AugmentationPredictionHead(
             classifier: trainable("augpred.classifier"), capacity: viewCapacity, ones: ones))
+      case .invariance:
+        heads.append(InvarianceHead())
       }
     }
     self.heads = heads
@@ -391,6 +397,9 @@ public final class MultiTaskModel {
       appendLinear(&layout, "byol.predictor.1", c.projectorHiddenSize, c.projectionSize)
     case .augpred:
       appendLinear(&layout, "augpred.classifier", c.featureSize, c.augmentationCount)
+    case .invariance:
+      // A loss on the features alone, without parameters.
+      break
     }
   }
 
@@ -419,24 +428,29 @@ public final class MultiTaskModel {
   public func forward(batch: TaskBatch) -> Matrix {
     let rows = batch.input.rows
     let cleanRows = supervisedView == .augmented ? 0 : batch.pairCount
+    let twinRows = rowsPerImage - supervisedView.rowsPerImage == 1 ? batch.pairCount : 0
     precondition(
-      batch.cleanRowCount == cleanRows && rows == 2 * batch.pairCount + cleanRows
-        && rows <= capacity,
-      "batch of \(rows) rows with \(batch.cleanRowCount) clean rows for supervised view "
-        + "\(supervisedView.rawValue)")
+      batch.cleanRowCount == cleanRows && batch.invariantRowCount == twinRows
+        && rows == 2 * batch.pairCount + cleanRows + twinRows && rows <= capacity,
+      "batch of \(rows) rows with \(batch.cleanRowCount) clean rows and "
+        + "\(batch.invariantRowCount) invariance twins for supervised view "
+        + "\(supervisedView.rawValue) and tasks \(configuration.tasks)")
     return encoder.forward(batch.input)
   }
 
   /// Computes task `task`'s loss, its head's gradients and its gradient on the features,
   /// after ``forward(batch:)``: the second part of ``computeTaskGradients(batch:)``.
   ///
-  /// The head reads the view rows, or for the supervised task the rows of ``supervisedView``,
-  /// and the columns of ``featureColumns(of:)``. The task's gradient on the other rows and
-  /// columns is zero.
+  /// The head reads the view rows, for the supervised task the rows of ``supervisedView``,
+  /// and for the invariance task every row, and the columns of ``featureColumns(of:)``. The
+  /// task's gradient on the rows and columns it does not read is zero.
   public func computeHeadGradients(task: Int, features: Matrix, batch: TaskBatch) {
-    let rows =
-      heads[task].task == .supervised
-      ? supervisedView.rows(pairCount: batch.pairCount) : 0..<(2 * batch.pairCount)
+    let rows: Range<Int>
+    switch heads[task].task {
+    case .supervised: rows = supervisedView.rows(pairCount: batch.pairCount)
+    case .invariance: rows = 0..<features.rows
+    default: rows = 0..<(2 * batch.pairCount)
+    }
     let columns = featureColumns(of: heads[task].task)
     let featuresGradient = encoder.featuresGradient(task: task, rows: features.rows)
     let loss = heads[task].lossAndGradients(
@@ -555,14 +569,15 @@ public final class MultiTaskModel {
     (encoder as? AdaptedEncoder)?.adapterGradientBlocks ?? []
   }
 
-  /// Returns the columns of the encoder's output that task `task`'s head reads: its group's
-  /// features, or all of them for a task of no group or without adapters.
+  /// Returns the columns of the encoder's output that task `task`'s head reads: the features
+  /// of its groups side by side, or all of them without adapters.
   public func featureColumns(of task: TaskKind) -> Range<Int> {
     guard let adapted = encoder as? AdaptedEncoder else { return 0..<encoder.outputSize }
-    let groups = TaskGroup.groups(of: task)
-    guard let group = groups.first else { return 0..<adapted.outputSize }
-    precondition(groups.count == 1, "task \(task.rawValue) reads more than one task group")
-    return adapted.columns(of: group)
+    let ranges = task.groups.map { adapted.columns(of: $0) }
+    for (left, right) in zip(ranges, ranges.dropFirst()) {
+      precondition(left.upperBound == right.lowerBound, "the groups of \(task) are not adjacent")
+    }
+    return ranges[0].lowerBound..<ranges[ranges.count - 1].upperBound
   }
 
   /// Moves the BYOL target toward the online network: `target = decay * target +

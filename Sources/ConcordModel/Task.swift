@@ -10,16 +10,24 @@ public enum TaskKind: String, CaseIterable, Sendable, Codable {
   case byol
   /// Predicting which augmentations made each view (multi-label binary cross-entropy).
   case augpred
+  /// Pulling each first view's representation toward that of its invariance twin, the view
+  /// without the invariant augmentation kinds (mean `1 - cos`).
+  case invariance
+
+  /// The tasks that a run trains by default: every task but ``invariance``, which needs a list
+  /// of invariant augmentation kinds.
+  public static let defaultTasks: [TaskKind] = [.supervised, .simclr, .byol, .augpred]
 }
 
 /// The local batch as the task heads see it: both views of `pairCount` images.
 ///
 /// Row `i` and row `i + pairCount` are the two views of the same image. With
 /// ``SupervisedView/clean`` or ``SupervisedView/both``, row `2 * pairCount + i` is the clean
-/// image.
+/// image. With the ``TaskKind/invariance`` task, the last `pairCount` rows are the invariance
+/// twins of the first views.
 public struct TaskBatch {
-  /// The views, `[2 * pairCount + cleanRowCount, inputSize]`: first views, second views, then
-  /// the clean images, if any.
+  /// The views, `[2 * pairCount + cleanRowCount + invariantRowCount, inputSize]`: first views,
+  /// second views, then the clean images and the invariance twins, if any.
   public var input: Matrix
   /// The class label of each row (labels repeat for the second views and the clean images),
   /// `2 * pairCount + cleanRowCount` values.
@@ -31,26 +39,31 @@ public struct TaskBatch {
   public var pairCount: Int
   /// The number of clean rows after the views: 0, or `pairCount`.
   public var cleanRowCount: Int
+  /// The number of invariance twins after the clean rows: 0, or `pairCount`.
+  public var invariantRowCount: Int
 
   /// Creates a batch description over existing views.
   public init(
     input: Matrix, labels: UnsafePointer<Int32>, augmentationLabels: Matrix, pairCount: Int,
-    cleanRowCount: Int = 0
+    cleanRowCount: Int = 0, invariantRowCount: Int = 0
   ) {
     self.input = input
     self.labels = labels
     self.augmentationLabels = augmentationLabels
     self.pairCount = pairCount
     self.cleanRowCount = cleanRowCount
+    self.invariantRowCount = invariantRowCount
   }
 
   /// Returns the batch restricted to `rows`: the input and labels of those rows, the same
   /// augmentation labels and image count.
   ///
   /// Only the supervised head reads a restriction that is not the `2 * pairCount` view rows,
-  /// and it reads only the input and the labels.
+  /// and it reads only the input and the labels. The invariance head reads every row, so its
+  /// restriction is the whole batch, and finds the twins in the last `pairCount` rows.
   func restricted(to rows: Range<Int>) -> TaskBatch {
-    TaskBatch(
+    if rows == 0..<input.rows { return self }
+    return TaskBatch(
       input: input.rows(rows), labels: labels + rows.lowerBound,
       augmentationLabels: augmentationLabels, pairCount: pairCount)
   }

@@ -1,47 +1,34 @@
-/// A set of tasks that share one set of residual adapters beside the shared encoder.
+/// The behaviour toward augmentations that a task teaches the shared encoder.
 ///
-/// SimCLR and BYOL train the features to ignore augmentations, while augmentation prediction
-/// trains them to detect augmentations, so the two pull the shared features in opposite
-/// directions. Giving each group its own adapters lets each group adjust the shared layers in
-/// its own way, as MT-SLVR does for its invariant and sensitive tasks.
-///
-/// | group | tasks |
-/// | --- | --- |
-/// | ``invariant`` | simclr, byol |
-/// | ``sensitive`` | augpred |
-///
-/// The supervised task belongs to no group: its head reads the features of every group
-/// present, concatenated in the order of ``allCases``.
-///
-/// ### References
-/// Heggan, Hospedales, Budgett and Yaghoobi, "MT-SLVR: Multi-Task Self-Supervised Learning
-/// for Transformation In(Variant) Representations", Interspeech 2023.
-public enum TaskGroup: String, CaseIterable, Sendable, Codable {
-  /// Tasks whose features should not change under augmentations.
+/// MT-SLVR (Heggan et al., Interspeech 2023) splits self-supervised tasks into those that make
+/// the representation invariant to augmentations and those that make it sensitive to them.
+/// Code that treats the two groups differently, such as per-group adapters, reads
+/// ``TaskKind/groups``.
+public enum TaskGroup: String, CaseIterable, Sendable {
+  /// Tasks whose loss is lower when the representation ignores the augmentations.
   case invariant
-  /// Tasks whose features should tell which augmentations were applied.
+  /// Tasks whose loss is lower when the representation records the augmentations.
   case sensitive
-
-  /// Returns the groups that `task` belongs to; empty for a task that reads every group.
-  public static func groups(of task: TaskKind) -> [TaskGroup] {
-    switch task {
-    case .supervised: []
-    case .simclr, .byol: [.invariant]
-    case .augpred: [.sensitive]
-    }
-  }
-
-  /// Returns the groups with at least one task in `tasks`, in the order of ``allCases``.
-  public static func present(in tasks: [TaskKind]) -> [TaskGroup] {
-    allCases.filter { group in tasks.contains { groups(of: $0).contains(group) } }
-  }
 }
 
-/// The way the encoder gives each task group features of its own.
-public enum AdapterKind: String, CaseIterable, Sendable, Codable {
-  /// No adapters: every task reads the same features.
-  case none
-  /// A low-rank residual adapter beside every encoder layer, for every task group
-  /// (``ResidualAdapter``).
-  case parallel
+extension TaskKind {
+  /// The groups of this task:
+  ///
+  /// | task | groups |
+  /// | --- | --- |
+  /// | supervised | invariant, sensitive |
+  /// | simclr | invariant |
+  /// | byol | invariant |
+  /// | augpred | sensitive |
+  /// | invariance | invariant |
+  ///
+  /// The supervised task belongs to both, because class labels neither require nor forbid
+  /// either behaviour.
+  public var groups: [TaskGroup] {
+    switch self {
+    case .supervised: return [.invariant, .sensitive]
+    case .simclr, .byol, .invariance: return [.invariant]
+    case .augpred: return [.sensitive]
+    }
+  }
 }

@@ -4,10 +4,12 @@ extension TrainingConfiguration {
   /// The rank of each residual adapter when `--adapter-rank` is not given.
   public static let defaultAdapterRank = 16
 
-  /// The adapter rank of the model: ``adapterRank`` or ``defaultAdapterRank`` with
-  /// ``AdapterKind/parallel`` adapters, nil without adapters.
+  /// The adapter rank of the model with ``AdapterKind/parallel`` adapters, nil without
+  /// adapters: ``adapterRank``, or else ``defaultAdapterRank`` or the narrowest encoder
+  /// width, whichever is smaller.
   public var modelAdapterRank: Int? {
-    adapters == .parallel ? adapterRank ?? Self.defaultAdapterRank : nil
+    guard adapters == .parallel else { return nil }
+    return adapterRank ?? min(Self.defaultAdapterRank, hiddenSizes.min() ?? Self.defaultAdapterRank)
   }
 
   /// The adapters in the words of the flags: `none`, or `parallel rank 16`.
@@ -19,6 +21,9 @@ extension TrainingConfiguration {
 
 extension Trainer {
   /// Rejects adapter settings that do nothing or that the encoder cannot run.
+  ///
+  /// A rank above the narrowest encoder width adds nothing: the adapter beside that layer
+  /// already has full rank.
   ///
   /// - Throws: ``UsageError`` naming the flag, the value and what to pass instead.
   static func checkAdapterSettings(_ c: TrainingConfiguration) throws {
@@ -40,14 +45,6 @@ extension Trainer {
         "--adapter-rank \(rank) exceeds the narrowest encoder layer of --hidden "
           + "\(c.hiddenSizes.map(String.init).joined(separator: ",")), beyond which a larger "
           + "rank adds nothing: pass at most \(narrowest)")
-    }
-    if TaskGroup.present(in: c.tasks).isEmpty {
-      let members = TaskKind.allCases.filter { !TaskGroup.groups(of: $0).isEmpty }
-      throw UsageError(
-        "--adapters parallel adds adapters for the task groups of --tasks "
-          + "\(c.tasks.map(\.rawValue).joined(separator: ",")), which has none: add one of "
-          + "\(members.map(\.rawValue).joined(separator: ", ")) to --tasks or pass --adapters none"
-      )
     }
   }
 }

@@ -3,26 +3,29 @@ import ConcordModel
 import ConcordTensors
 
 extension Evaluation {
-  /// Counts the augmentation labels that the augmentation prediction head gets right on one
-  /// augmented view of each image in `range` of `dataset`.
+  /// Counts, for each kind that the augmentation prediction head predicts, the images of
+  /// `range` of `dataset` whose label of that kind the head gets right on one augmented view.
   ///
   /// Each image gets a view from the stream keyed by `seed` and its index, the same on every
-  /// rank count. Each of its `K` labels counts as right when the logit's sign matches it: a
-  /// logit above 0 predicts that the kind was applied. This is the per-label accuracy of the
-  /// multi-label classifier.
+  /// rank count. A label counts as right when the logit's sign matches it: a logit above 0
+  /// predicts that the kind was applied. Summed over the kinds and divided by the labels, this
+  /// is the per-label accuracy of the multi-label classifier.
   ///
-  /// - Returns: the right labels and all labels, `range.count * K`.
+  /// - Parameter kinds: the kind of each of the head's logits, in column order.
+  /// - Returns: the right labels of each kind of `kinds`, out of `range.count` each.
   static func correctAugmentationLabels(
     head: AugmentationPredictionHead, model: MultiTaskModel, dataset: Dataset,
-    range: Range<Int>, seed: UInt64
-  ) -> (correct: Int, total: Int) {
-    let kinds = AugmentationKind.allCases.count
+    range: Range<Int>, seed: UInt64, kinds: [AugmentationKind]
+  ) -> [Int] {
+    precondition(
+      kinds.count == head.layer.outputSize,
+      "\(kinds.count) augmentation kinds for a head of \(head.layer.outputSize) logits")
     let rows = max(min(model.capacity, range.count), 1)
     let augmenter = Augmenter(height: dataset.height, width: dataset.width)
     let views = Matrix(rows: rows, columns: dataset.pixelCount)
-    let labels = Matrix(rows: rows, columns: kinds)
+    let labels = Matrix(rows: rows, columns: AugmentationKind.allCases.count)
     let logits = Matrix(rows: rows, columns: head.layer.outputSize)
-    var correct = 0
+    var correct = [Int](repeating: 0, count: kinds.count)
     var start = range.lowerBound
     while start < range.upperBound {
       let end = min(start + rows, range.upperBound)
@@ -39,12 +42,13 @@ extension Evaluation {
       let features = model.encoder.forwardForEvaluation(views.rows(0..<count))
       head.layer.forward(features.columns(model.featureColumns(of: .augpred)), into: output)
       for row in 0..<count {
-        for kind in 0..<kinds where (output[row, kind] > 0) == (labels[row, kind] > 0.5) {
-          correct += 1
+        for (column, kind) in kinds.enumerated()
+        where (output[row, column] > 0) == (labels[row, kind.labelIndex] > 0.5) {
+          correct[column] += 1
         }
       }
       start = end
     }
-    return (correct, range.count * kinds)
+    return correct
   }
 }

@@ -8,25 +8,36 @@ import Foundation
 final class BatchSlot: @unchecked Sendable {
   let loader: BatchLoader
   /// The views, `[2b, pixels]`: rows `0..<b` first views, `b..<2b` second views; with clean
-  /// rows, `[3b, pixels]` with the images as the dataset stores them in rows `2b..<3b`.
+  /// rows, `[3b, pixels]` with the images as the dataset stores them in rows `2b..<3b`. With
+  /// invariant kinds, `b` more rows at the end hold the invariance twins of the first views.
   let input: Matrix
-  /// The class label of each row, `2b` or `3b` values.
+  /// The class label of each row, one per row of ``input``.
   let labels: UnsafeMutablePointer<Int32>
-  /// The augmentation labels of each view, `[2b, kinds]`.
+  /// The augmentation labels of each view, `[2b, sensitiveKinds.count]`.
   let augmentationLabels: Matrix
+  /// The kinds of the columns of ``augmentationLabels``: the augpred task's kinds.
+  let sensitiveKinds: [AugmentationKind]
   /// Whether the slot contains the clean images after the views.
   let hasCleanRows: Bool
+  /// Whether the slot contains the invariance twins of the first views as its last rows.
+  let hasInvariantRows: Bool
   /// The step whose inputs the slot holds, or -1.
   var step = -1
 
-  init(dataset: Dataset, sampler: ShardedSampler, seed: UInt64, hasCleanRows: Bool) {
-    loader = BatchLoader(dataset: dataset, sampler: sampler, seed: seed)
+  init(
+    dataset: Dataset, sampler: ShardedSampler, seed: UInt64, hasCleanRows: Bool,
+    sensitiveKinds: [AugmentationKind], invariantKinds: [AugmentationKind] = []
+  ) {
+    loader = BatchLoader(
+      dataset: dataset, sampler: sampler, seed: seed, invariantKinds: invariantKinds)
     self.hasCleanRows = hasCleanRows
+    hasInvariantRows = !invariantKinds.isEmpty
     let b = sampler.localBatchSize
-    let rows = (hasCleanRows ? 3 : 2) * b
+    let rows = (2 + (hasCleanRows ? 1 : 0) + (hasInvariantRows ? 1 : 0)) * b
     input = Matrix(rows: rows, columns: dataset.pixelCount)
     labels = .allocate(capacity: rows)
-    augmentationLabels = Matrix(rows: 2 * b, columns: AugmentationKind.allCases.count)
+    augmentationLabels = Matrix(rows: 2 * b, columns: sensitiveKinds.count)
+    self.sensitiveKinds = sensitiveKinds
   }
 
   deinit {
@@ -39,8 +50,8 @@ final class BatchSlot: @unchecked Sendable {
     let loaded = loader.load(step: step)
     input.rows(0..<b).copy(from: loader.view1)
     input.rows(b..<(2 * b)).copy(from: loader.view2)
-    augmentationLabels.rows(0..<b).copy(from: loader.augmentationLabels1)
-    augmentationLabels.rows(b..<(2 * b)).copy(from: loader.augmentationLabels2)
+    copySensitiveLabels(from: loader.augmentationLabels1, to: 0)
+    copySensitiveLabels(from: loader.augmentationLabels2, to: b)
     for i in 0..<b {
       labels[i] = loader.labels[i]
       labels[b + i] = loader.labels[i]
@@ -53,13 +64,33 @@ final class BatchSlot: @unchecked Sendable {
         labels[2 * b + row] = loader.labels[row]
       }
     }
+    if hasInvariantRows {
+      let start = input.rows - b
+      input.rows(start..<input.rows).copy(from: loader.invariantView1)
+      for i in 0..<b { labels[start + i] = loader.labels[i] }
+    }
     self.step = step
+  }
+
+  /// Copies the columns of the sensitive kinds of `labels`, `[b, AugmentationKind.allCases.count]`,
+  /// into rows `firstRow..<firstRow + b` of ``augmentationLabels``.
+  private func copySensitiveLabels(from labels: Matrix, to firstRow: Int) {
+    if sensitiveKinds == AugmentationKind.allCases {
+      augmentationLabels.rows(firstRow..<(firstRow + labels.rows)).copy(from: labels)
+      return
+    }
+    for row in 0..<labels.rows {
+      for (column, kind) in sensitiveKinds.enumerated() {
+        augmentationLabels[firstRow + row, column] = labels[row, kind.labelIndex]
+      }
+    }
   }
 
   var batch: TaskBatch {
     TaskBatch(
       input: input, labels: labels, augmentationLabels: augmentationLabels,
-      pairCount: loader.localBatchSize, cleanRowCount: hasCleanRows ? loader.localBatchSize : 0)
+      pairCount: loader.localBatchSize, cleanRowCount: hasCleanRows ? loader.localBatchSize : 0,
+      invariantRowCount: hasInvariantRows ? loader.localBatchSize : 0)
   }
 }
 
@@ -103,15 +134,21 @@ final class BatchPrefetcher {
 
   /// Creates the prefetcher; with `inBackground` false, batches are prepared in line.
   ///
-  /// - Parameter hasCleanRows: whether each batch contains the clean images after the views.
+  /// - Parameters:
+  ///   - hasCleanRows: whether each batch contains the clean images after the views.
+  ///   - sensitiveKinds: the kinds whose labels the batches carry, in the order of application.
+  ///   - invariantKinds: the kinds that the invariance twins leave out; empty for no twins.
   init(
     dataset: Dataset, sampler: ShardedSampler, seed: UInt64, inBackground: Bool,
-    hasCleanRows: Bool = false
+    hasCleanRows: Bool = false, sensitiveKinds: [AugmentationKind] = AugmentationKind.allCases,
+    invariantKinds: [AugmentationKind] = []
   ) {
     isBackground = inBackground
     shared = Shared(
       slots: (0..<(inBackground ? 2 : 1)).map { _ in
-        BatchSlot(dataset: dataset, sampler: sampler, seed: seed, hasCleanRows: hasCleanRows)
+        BatchSlot(
+          dataset: dataset, sampler: sampler, seed: seed, hasCleanRows: hasCleanRows,
+          sensitiveKinds: sensitiveKinds, invariantKinds: invariantKinds)
       })
     if inBackground {
       let shared = shared

@@ -195,7 +195,7 @@ enum Checkpoint {
   }
 
   /// Checks that the checkpoint was written for the same tasks, encoder widths, adapters,
-  /// balancer, optimizer, global batch size and seed.
+  /// balancer, optimizer, global batch size, seed, and augpred and invariant kinds.
   ///
   /// The rank count may differ.
   ///
@@ -233,6 +233,15 @@ enum Checkpoint {
       ("--optimizer", saved.optimizer.rawValue, configuration.optimizer.rawValue),
       ("--batch-size", String(saved.batchSize), String(configuration.batchSize)),
       ("--seed", String(saved.seed), String(configuration.seed)),
+      // The default --sensitive list depends on --invariant, so --invariant comes first.
+      (
+        "--invariant", saved.invariantKinds.map(\.rawValue).joined(separator: ","),
+        configuration.invariantKinds.map(\.rawValue).joined(separator: ",")
+      ),
+      (
+        "--sensitive", saved.augpredKinds.map(\.rawValue).joined(separator: ","),
+        configuration.augpredKinds.map(\.rawValue).joined(separator: ",")
+      ),
     ]
     for (flag, old, new) in pairs where old != new {
       throw UsageError(

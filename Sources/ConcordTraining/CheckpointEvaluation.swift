@@ -107,6 +107,7 @@ public enum CheckpointEvaluation {
     try collectively(communicator) {
       guard communicator.isRoot else { return }
       print(summary.consoleLine)
+      if let line = summary.perKindConsoleLine { print(line) }
       try Trainer.makeDirectory(directory)
       do {
         try summary.write(toDirectory: directory)

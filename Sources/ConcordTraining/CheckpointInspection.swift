@@ -58,7 +58,7 @@ public enum CheckpointInspection {
     try Checkpoint.checkLoadedFinite(file, path: path)
     let view = configuration.supervisedView
     let model = MultiTaskModel(
-      configuration: shape, capacity: capacity / 2 * view.rowsPerImage, seed: configuration.seed,
+      configuration: shape, capacity: capacity / 2 * configuration.rowsPerImage, seed: configuration.seed,
       supervisedView: view)
     let contents = try CheckpointContents(
       validating: file, model: model, balancer: kind, optimizer: configuration.optimizer,

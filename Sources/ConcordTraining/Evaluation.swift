@@ -22,6 +22,8 @@ enum Evaluation {
     var linearProbe: LinearProbe? = nil
     /// The seed of the augmented test views of the augmentation prediction accuracy.
     var seed: UInt64 = 0
+    /// The kind of each of the augmentation prediction head's logits, in column order.
+    var augpredKinds = AugmentationKind.allCases
   }
 
   struct Result {
@@ -33,6 +35,9 @@ enum Evaluation {
     /// The share of augmentation labels that the augpred head predicts right, or nil without
     /// the augpred task.
     var augpredAccuracy: Double? = nil
+    /// The share of test images whose label of each kind the augpred head predicts right, in
+    /// the head's column order; empty without the augpred task.
+    var augpredAccuracyPerKind: [(kind: AugmentationKind, accuracy: Double)] = []
   }
 
   static func run(
@@ -47,7 +52,9 @@ enum Evaluation {
     let upper = min(lower + share, testSet.count)
     let query = features(model: model, dataset: testSet, range: lower..<upper)
 
-    var counts = [0.0, 0.0, 0.0, Double(upper - lower), 0.0, 0.0]
+    // Right supervised, kNN and probe predictions, images, then right augpred labels of each
+    // kind.
+    var counts = [0.0, 0.0, 0.0, Double(upper - lower)]
     if let head = model.heads.first(where: { $0.task == .supervised }) as? SupervisedHead {
       counts[0] = Double(
         correctPredictions(
@@ -55,11 +62,10 @@ enum Evaluation {
     }
     let augpredHead = model.heads.first { $0.task == .augpred } as? AugmentationPredictionHead
     if let augpredHead {
-      let labels = correctAugmentationLabels(
+      let correct = correctAugmentationLabels(
         head: augpredHead, model: model, dataset: testSet, range: lower..<upper,
-        seed: settings.seed)
-      counts[4] = Double(labels.correct)
-      counts[5] = Double(labels.total)
+        seed: settings.seed, kinds: settings.augpredKinds)
+      counts += correct.map(Double.init)
     }
     if let probe = settings.linearProbe {
       let (mean, deviation) = LinearProbe.columnStatistics(bank)
@@ -85,10 +91,17 @@ enum Evaluation {
     try communicator.allreduceSum(&counts)
     let total = max(counts[3], 1)
     let hasSupervised = model.configuration.tasks.contains(.supervised)
-    return Result(
+    var result = Result(
       testAccuracy: hasSupervised ? counts[0] / total : nil, knnAccuracy: counts[1] / total,
-      knnK: knn.k, linearProbeAccuracy: settings.linearProbe == nil ? nil : counts[2] / total,
-      augpredAccuracy: augpredHead == nil ? nil : counts[4] / max(counts[5], 1))
+      knnK: knn.k, linearProbeAccuracy: settings.linearProbe == nil ? nil : counts[2] / total)
+    if augpredHead != nil {
+      let correctPerKind = counts[4...]
+      result.augpredAccuracy = correctPerKind.reduce(0, +) / (total * Double(correctPerKind.count))
+      result.augpredAccuracyPerKind = zip(settings.augpredKinds, correctPerKind).map {
+        ($0, $1 / total)
+      }
+    }
+    return result
   }
 
   /// Computes the encoder's features of `range` of `dataset`, `[range.count,
@@ -137,10 +150,12 @@ enum Evaluation {
 
 extension TrainingConfiguration {
   /// The evaluation that these settings request: `--knn`, `--knn-temperature`,
-  /// `--linear-probe` with `--probe-epochs`, and the probe seeded by `--seed`.
+  /// `--linear-probe` with `--probe-epochs`, the probe seeded by `--seed`, and the augpred
+  /// kinds of `--sensitive`.
   var evaluationSettings: Evaluation.Settings {
     Evaluation.Settings(
       neighbours: knnNeighbours, temperature: knnTemperature,
-      linearProbe: linearProbe ? LinearProbe(epochs: probeEpochs, seed: seed) : nil, seed: seed)
+      linearProbe: linearProbe ? LinearProbe(epochs: probeEpochs, seed: seed) : nil, seed: seed,
+      augpredKinds: augpredKinds)
   }
 }

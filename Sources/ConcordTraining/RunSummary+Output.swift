@@ -9,13 +9,17 @@ extension RunSummary {
       testAccuracy: evaluation.testAccuracy, knnAccuracy: evaluation.knnAccuracy,
       knnK: evaluation.knnK, knnTemperature: knnTemperature,
       linearProbeAccuracy: evaluation.linearProbeAccuracy,
-      augpredAccuracy: evaluation.augpredAccuracy, steps: steps, seconds: seconds)
+      augpredAccuracy: evaluation.augpredAccuracy,
+      augpredAccuracyPerKind: evaluation.augpredAccuracyPerKind.map { ($0.rawValue, $1) },
+      steps: steps, seconds: seconds)
   }
 
   /// The line of `eval.json`: `{"test_accuracy", "knn_accuracy", "knn_k", "knn_temperature",
-  /// "linear_probe_accuracy", "augpred_accuracy", "steps", "seconds"}`, with `null` test
-  /// accuracy without the supervised task, `null` probe accuracy when no probe was trained
-  /// and `null` augpred accuracy without the augpred task.
+  /// "linear_probe_accuracy", "augpred_accuracy", "augpred_accuracy_per_kind", "steps",
+  /// "seconds"}`, with `null` test accuracy without the supervised task, `null` probe accuracy
+  /// when no probe was trained, and `null` augpred accuracies without the augpred task.
+  ///
+  /// `augpred_accuracy_per_kind` is an object keyed by the augmentation kind's name.
   var jsonText: String {
     var line = JSONLine()
     line.add("test_accuracy", testAccuracy)
@@ -24,6 +28,11 @@ extension RunSummary {
     line.add("knn_temperature", raw: "\(knnTemperature)")
     line.add("linear_probe_accuracy", linearProbeAccuracy)
     line.add("augpred_accuracy", augpredAccuracy)
+    if augpredAccuracyPerKind.isEmpty {
+      line.add("augpred_accuracy_per_kind", raw: "null")
+    } else {
+      line.add("augpred_accuracy_per_kind", augpredAccuracyPerKind.map { ($0, $1) })
+    }
     line.add("steps", steps)
     line.add("seconds", seconds)
     return line.text
@@ -40,6 +49,14 @@ extension RunSummary {
       "concord: test accuracy \(accuracyText), kNN accuracy \(String(format: "%.4f", knnAccuracy)) "
       + "(k = \(knnK), T = \(knnTemperature))\(probeText)\(augpredText), \(steps) steps, "
       + "\(String(format: "%.1f", seconds)) s"
+  }
+
+  /// The second console line, with the augpred accuracy of each kind, or nil without the
+  /// augpred task.
+  var perKindConsoleLine: String? {
+    guard !augpredAccuracyPerKind.isEmpty else { return nil }
+    let parts = augpredAccuracyPerKind.map { "\($0) \(String(format: "%.4f", $1))" }
+    return "concord: augpred accuracy per kind: " + parts.joined(separator: ", ")
   }
 
   /// Writes `eval.json` into `directory`, atomically.

@@ -1,3 +1,4 @@
+import ConcordData
 import ConcordModel
 import Foundation
 
@@ -44,6 +45,10 @@ extension Trainer {
         (
           c.simclrNegatives == .global, .simclr, "--simclr-negatives", c.simclrNegatives.rawValue,
           "sets SimCLR's negatives"
+        ),
+        (
+          c.sensitiveKinds != nil, .augpred, "--sensitive",
+          c.augpredKinds.map(\.rawValue).joined(separator: ","), "chooses the kinds of augpred"
         ),
       ]
     let taskList = c.tasks.map(\.rawValue).joined(separator: ",")

@@ -20,6 +20,9 @@ public struct RunSummary: Sendable {
   /// Per-label accuracy of the augmentation prediction head on augmented test views, or nil
   /// without the augpred task.
   public var augpredAccuracy: Double? = nil
+  /// Accuracy of the augmentation prediction head on the label of each kind that it predicts,
+  /// keyed by the kind's name; empty without the augpred task.
+  public var augpredAccuracyPerKind: [(kind: String, accuracy: Double)] = []
   /// The step the run ended at.
   public var steps: Int
   /// Wall time of training and evaluation, in seconds.
@@ -126,6 +129,7 @@ public final class Trainer {
           + "most \(trainSet.count)")
     }
     try Self.checkSettings(c, trainCount: trainSet.count, ranks: communicator.size)
+    try c.checkAugmentationGroups()
     faultInjection = try FaultInjection.fromEnvironment()
     let sampler = try ShardedSampler(
       datasetCount: trainSet.count, globalBatchSize: c.batchSize, worldSize: communicator.size,
@@ -133,7 +137,8 @@ public final class Trainer {
     stepsPerEpoch = sampler.stepsPerEpoch
     prefetcher = BatchPrefetcher(
       dataset: trainSet, sampler: sampler, seed: c.seed,
-      inBackground: HostCores.hasSpareCore, hasCleanRows: c.supervisedView != .augmented)
+      inBackground: HostCores.hasSpareCore, hasCleanRows: c.supervisedView != .augmented,
+      sensitiveKinds: c.augpredKinds, invariantKinds: c.invariantKinds)
     totalSteps = c.steps > 0 ? c.steps : c.epochs * stepsPerEpoch
     guard c.dumpGradientsStep < totalSteps else {
       throw UsageError(
@@ -146,11 +151,11 @@ public final class Trainer {
     let localBatch = c.batchSize / communicator.size
     let modelConfiguration = c.modelConfiguration(
       height: trainSet.height, width: trainSet.width, classCount: trainSet.classCount,
-      augmentationCount: AugmentationKind.allCases.count)
+      augmentationCount: c.augpredKinds.count)
     try Self.checkConvShape(modelConfiguration)
     statisticsReducer = CommunicatorStatisticsReducer(communicator: communicator)
     model = MultiTaskModel(
-      configuration: modelConfiguration, capacity: c.supervisedView.rowsPerImage * localBatch,
+      configuration: modelConfiguration, capacity: c.rowsPerImage * localBatch,
       seed: c.seed, supervisedView: c.supervisedView,
       statisticsReducer: statisticsReducer)
     if c.simclrNegatives == .global,
@@ -339,7 +344,7 @@ public final class Trainer {
     var bytes = parameters * 4 * Double(3 + c.optimizer.stateNames.count + c.tasks.count)
     // Each layer keeps the activations of the online and the target encoder and T deltas,
     // for the two views and, with --supervised-view clean or both, the clean image.
-    let rows = Double(c.supervisedView.rowsPerImage * (c.batchSize / max(ranks, 1)))
+    let rows = Double(c.rowsPerImage * (c.batchSize / max(ranks, 1)))
     bytes += rows * Double(c.hiddenSizes.reduce(0, +)) * 4 * Double(2 + c.tasks.count)
     try checkFits(
       bytes: bytes, ranks: ranks,
@@ -381,7 +386,7 @@ public final class Trainer {
       floatsPerRow += inputs * Double(c.tasks.count) + outputs * Double(2 + c.tasks.count)
       parameters += inputs * outputs + outputs
     }
-    let rows = Double(c.supervisedView.rowsPerImage * (c.batchSize / max(ranks, 1)))
+    let rows = Double(c.rowsPerImage * (c.batchSize / max(ranks, 1)))
     var bytes = 2 * rows * floatsPerRow * 4
     bytes += parameters * 4 * Double(3 + c.optimizer.stateNames.count + c.tasks.count)
     try checkFits(
@@ -690,8 +695,9 @@ public final class Trainer {
         ("eval/knn_accuracy", summary.knnAccuracy),
         ("eval/linear_probe_accuracy", summary.linearProbeAccuracy ?? .nan),
         ("eval/augpred_accuracy", summary.augpredAccuracy ?? .nan),
-      ])
+      ] + summary.augpredAccuracyPerKind.map { ("eval/augpred_accuracy_per_kind/" + $0, $1) })
     log.print(summary.consoleLine)
+    if let line = summary.perKindConsoleLine { log.print(line) }
     guard communicator.isRoot else { return }
     try summary.write(toDirectory: runDirectory)
   }

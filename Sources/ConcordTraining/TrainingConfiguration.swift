@@ -1,3 +1,4 @@
+import ConcordData
 import ConcordModel
 
 /// Every setting of a training run, with its default.
@@ -19,7 +20,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// The optimizer's learning rate; with a schedule, its rate at the end of the warm-up.
   public var learningRate: Float = 1e-3
   /// The tasks that share the encoder.
-  public var tasks: [TaskKind] = TaskKind.allCases
+  public var tasks: [TaskKind] = TaskKind.defaultTasks
   /// The gradient balancer: `equal`, `gradnorm`, `pcgrad` or `pcgrad+gradnorm`.
   public var balancer = "pcgrad+gradnorm"
   /// The seed of every random stream (initialisation, data order, augmentations, PCGrad order).
@@ -128,6 +129,14 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var targetDecaySchedule = ScheduleKind.constant
   /// The images that the supervised head trains on.
   public var supervisedView = SupervisedView.augmented
+  /// The augmentation kinds whose labels the augpred task predicts (`--sensitive`), in the
+  /// order of application; nil means every kind that is not in ``invariantKinds``.
+  ///
+  /// ``augpredKinds`` resolves the default. The other kinds are still applied to the views.
+  public var sensitiveKinds: [AugmentationKind]? = nil
+  /// The augmentation kinds that the ``TaskKind/invariance`` task teaches the encoder to
+  /// ignore (`--invariant`), in the order of application; empty means no invariance task.
+  public var invariantKinds: [AugmentationKind] = []
 
   /// Creates the default configuration.
   public init() {}
@@ -234,6 +243,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     supervisedView =
       try container.decodeIfPresent(type(of: supervisedView).self, forKey: .supervisedView)
       ?? supervisedView
+    sensitiveKinds = try container.decodeIfPresent(
+      [AugmentationKind].self, forKey: .sensitiveKinds)
+    invariantKinds =
+      try container.decodeIfPresent(type(of: invariantKinds).self, forKey: .invariantKinds)
+      ?? invariantKinds
     encoder = try container.decodeIfPresent(type(of: encoder).self, forKey: .encoder) ?? encoder
     convChannels =
       try container.decodeIfPresent(type(of: convChannels).self, forKey: .convChannels)

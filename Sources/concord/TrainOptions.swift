@@ -78,6 +78,16 @@ let trainOptions: [TrainOption] = [
       + "or all three (default augmented)"
   ) { $0.supervisedView = try namedCase($1, "--supervised-view") },
   TrainOption(
+    name: "--sensitive", value: "LIST",
+    help: "comma-separated augmentation kinds whose labels augpred predicts: crop, flip, "
+      + "colorJitter, blur, noise, erasing (default: every kind not in --invariant)"
+  ) { $0.sensitiveKinds = try TrainingConfiguration.augmentationKinds($1, flag: "--sensitive") },
+  TrainOption(
+    name: "--invariant", value: "LIST",
+    help: "comma-separated augmentation kinds that the invariance task teaches the encoder to "
+      + "ignore; adds the task invariance after the others (default none)"
+  ) { $0.invariantKinds = try TrainingConfiguration.augmentationKinds($1, flag: "--invariant") },
+  TrainOption(
     name: "--balancer", value: "NAME",
     help: "equal, gradnorm, pcgrad or pcgrad+gradnorm (default pcgrad+gradnorm)"
   ) { configuration, value in
@@ -298,6 +308,7 @@ func parseTrainArguments(_ arguments: [String]) throws -> TrainingConfiguration 
     try option.apply(&configuration, value!)
     index += 1
   }
+  configuration.addInvarianceTask()
   return configuration
 }
 

@@ -43,10 +43,6 @@ let adapterBadInputs: [BadInput] = [
     train("--adapters", "parallel", "--encoder", "conv"), exit: 2,
     ["--adapters parallel needs --encoder mlp", "--encoder conv"]),
   BadInput(
-    "adapters without a task group", .twoRanks,
-    train("--adapters", "parallel", "--tasks", "supervised"), exit: 2,
-    ["--tasks supervised", "simclr, byol, augpred"]),
-  BadInput(
     "resume with other adapters", .twoRanks,
     train("--steps", "4", "--resume", "latest"), exit: 2,
     ["--adapters parallel, this run has --adapters none", "pass --adapters parallel"],

@@ -34,7 +34,7 @@ private struct RunFailed: Error, CustomStringConvertible {
 
 /// The scalars that the event file must hold: every number of metrics.jsonl but `step`, tagged
 /// `key` or `key/member` (with `/` in members as `-`), and the accuracies of eval.json as
-/// `eval/...` at the last step.
+/// `eval/...` at the last step, each augmentation kind's as `eval/augpred_accuracy_per_kind/KIND`.
 ///
 /// A `null` has no scalar.
 func expectedScalars(runDirectory: String) throws -> ScalarTable {
@@ -65,6 +65,10 @@ func expectedScalars(runDirectory: String) throws -> ScalarTable {
     if let number = evaluation[key] as? NSNumber {
       table["eval/" + key, default: [:]][steps] = number.doubleValue
     }
+  }
+  for (kind, value) in evaluation["augpred_accuracy_per_kind"] as? [String: Any] ?? [:] {
+    guard let number = value as? NSNumber else { continue }
+    table["eval/augpred_accuracy_per_kind/" + kind, default: [:]][steps] = number.doubleValue
   }
   return table
 }
