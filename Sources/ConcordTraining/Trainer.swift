@@ -23,6 +23,9 @@ public struct RunSummary: Sendable {
   /// Accuracy of the augmentation prediction head on the label of each kind that it predicts,
   /// keyed by the kind's name; empty without the augpred task.
   public var augpredAccuracyPerKind: [(kind: String, accuracy: Double)] = []
+  /// The kNN accuracy and the probe's accuracy (nil without a probe) of each task group's
+  /// features alone, keyed by the group's name; empty without adapters.
+  public var groupAccuracies: [(group: String, knn: Double, linearProbe: Double?)] = []
   /// The step the run ended at.
   public var steps: Int
   /// Wall time of training and evaluation, in seconds.

@@ -70,4 +70,45 @@ struct AdapterEndToEndTests {
         "was written with --adapters parallel, this run has --adapters none"),
       "\(withoutAdapters.standardError)")
   }
+
+  /// With adapters, eval.json contains the kNN and probe accuracies of the concatenated features
+  /// and of each group's features, the console line shows them, and `concord eval` of the
+  /// checkpoint on 1 rank gives the accuracies that training reported on 2.
+  @Test func evaluationReportsEachGroup() throws {
+    let out = try makeTemporaryDirectory()
+    let trained = try mpirun(
+      ranks: 2, adapterRun(out: out, steps: 3, extra: ["--linear-probe", "--probe-epochs", "2"]))
+    #expect(trained.status == 0, "\(trained.standardError)")
+    #expect(
+      trained.standardOutput.contains("kNN accuracy invariant "), "\(trained.standardOutput)")
+    #expect(
+      trained.standardOutput.contains("linear probe accuracy invariant "),
+      "\(trained.standardOutput)")
+
+    let keys = [
+      "knn_accuracy", "knn_accuracy_invariant", "knn_accuracy_sensitive",
+      "linear_probe_accuracy", "linear_probe_accuracy_invariant",
+      "linear_probe_accuracy_sensitive", "test_accuracy", "augpred_accuracy",
+    ]
+    func accuracies(_ folder: String) throws -> [Double?] {
+      let data = try Data(contentsOf: URL(fileURLWithPath: folder + "/eval.json"))
+      let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+      return keys.map { object[$0] as? Double }
+    }
+    let reported = try accuracies(out)
+    for (key, value) in zip(keys, reported) {
+      #expect(value != nil, "\(key) in eval.json")
+      #expect(value.map { (0...1).contains($0) } ?? false, "\(key) \(String(describing: value))")
+    }
+
+    let other = try makeTemporaryDirectory()
+    let evaluated = try run(
+      concordBinary(),
+      [
+        "eval", "--checkpoint", checkpointPath(out, step: 3), "--out", other, "--linear-probe",
+        "--probe-epochs", "2",
+      ])
+    #expect(evaluated.status == 0, "\(evaluated.standardError)")
+    #expect(try accuracies(other) == reported)
+  }
 }
