@@ -3,27 +3,7 @@ import Testing
 
 @testable import ConcordModel
 
-/// A small model with or without adapters, and one batch: 4 images of 10 pixels, an encoder
-/// 10-12-8, every task.
-private struct AdapterProblem {
-  let model: MultiTaskModel
-  let input: Matrix
-  let labels: [Int32]
-  let augmentationLabels: Matrix
-
-  init(adapterRank: Int?, tasks: [TaskKind] = TaskKind.defaultTasks) {
-    let configuration = ModelConfiguration(
-      inputSize: 10, hiddenSizes: [12, 8], classCount: 3, augmentationCount: 4, tasks: tasks,
-      projectorHiddenSize: 9, projectionSize: 5, temperature: 0.5, adapterRank: adapterRank)
-    model = MultiTaskModel(configuration: configuration, capacity: 8, seed: 3)
-    var stream = RandomStream(seed: 5, purpose: .test)
-    input = Matrix(rows: 8, columns: 10, values: (0..<80).map { _ in stream.uniform() })
-    let firstLabels: [Int32] = [0, 2, 1, 2]
-    labels = firstLabels + firstLabels
-    augmentationLabels = Matrix(
-      rows: 8, columns: 4, values: (0..<32).map { _ in stream.bernoulli(0.5) ? 1 : 0 })
-  }
-
+extension SmallProblem {
   /// Sets every up projection `U` to small random values, so that the adapter path changes
   /// the features, and moves the BYOL target away from the online network.
   func enliven() {
@@ -37,16 +17,6 @@ private struct AdapterProblem {
     if let target = model.target {
       for i in 0..<target.count { target.baseAddress[i] *= 0.9 }
     }
-  }
-
-  func losses() -> [Float] {
-    labels.withUnsafeBufferPointer { labels in
-      model.computeTaskGradients(
-        batch: TaskBatch(
-          input: input, labels: labels.baseAddress!, augmentationLabels: augmentationLabels,
-          pairCount: 4))
-    }
-    return Array(model.losses)
   }
 
   /// Returns task `t`'s gradient on the shared encoder, in layout order.
@@ -65,7 +35,7 @@ private struct AdapterProblem {
 /// adapter paths.
 @Test(arguments: TaskKind.defaultTasks)
 func adaptedGradientsMatchFiniteDifferences(task: TaskKind) throws {
-  let problem = AdapterProblem(adapterRank: 3)
+  let problem = SmallProblem(adapterRank: 3)
   problem.enliven()
   let model = problem.model
   let t = try #require(model.configuration.tasks.firstIndex(of: task))
@@ -90,7 +60,7 @@ func adaptedGradientsMatchFiniteDifferences(task: TaskKind) throws {
 /// A task's gradient on the adapters of a group that it does not read is exactly zero, and
 /// the supervised task, which reads every group, has gradients on both.
 @Test func adapterGradientsOfOtherGroupsAreZero() throws {
-  let problem = AdapterProblem(adapterRank: 3)
+  let problem = SmallProblem(adapterRank: 3)
   problem.enliven()
   let model = problem.model
   _ = problem.losses()
@@ -111,8 +81,8 @@ func adaptedGradientsMatchFiniteDifferences(task: TaskKind) throws {
 /// task but supervised, whose head reads the features of both groups side by side, so that its
 /// classifier has twice the inputs and its own initial weights.
 @Test func zeroAdaptersMatchUnadaptedModel() throws {
-  let plain = AdapterProblem(adapterRank: nil)
-  let adapted = AdapterProblem(adapterRank: 4)
+  let plain = SmallProblem()
+  let adapted = SmallProblem(adapterRank: 4)
   let plainLosses = plain.losses()
   let adaptedLosses = adapted.losses()
   for (t, task) in plain.model.configuration.tasks.enumerated() where task != .supervised {
@@ -141,7 +111,7 @@ func adaptedGradientsMatchFiniteDifferences(task: TaskKind) throws {
 /// The Gram matrix covers the shared encoder alone, and an adapter's update is the sum of the
 /// tasks' gradients times their weights.
 @Test func balancingLeavesAdaptersOut() {
-  let problem = AdapterProblem(adapterRank: 3)
+  let problem = SmallProblem(adapterRank: 3)
   problem.enliven()
   let model = problem.model
   _ = problem.losses()
@@ -176,7 +146,7 @@ func adaptedGradientsMatchFiniteDifferences(task: TaskKind) throws {
 /// The BYOL target contains the encoder, the BYOL projector and the invariant adapters, and no
 /// sensitive ones, and follows the online network.
 @Test func targetCopiesInvariantAdapters() throws {
-  let problem = AdapterProblem(adapterRank: 2)
+  let problem = SmallProblem(adapterRank: 2)
   problem.enliven()
   let model = problem.model
   let target = try #require(model.target)
@@ -200,12 +170,12 @@ func adaptedGradientsMatchFiniteDifferences(task: TaskKind) throws {
 /// The adapters exist only for the groups of the tasks, and the supervised head, which
 /// belongs to both groups, reads the features of both.
 @Test func adaptersOnlyForPresentGroups() {
-  let byol = AdapterProblem(adapterRank: 2, tasks: [.byol])
+  let byol = SmallProblem(tasks: [.byol], adapterRank: 2)
   let names = byol.model.layout.slots.map(\.name)
   #expect(names.contains("adapter.invariant.0.down"))
   #expect(!names.contains { $0.hasPrefix("adapter.sensitive.") })
 
-  let supervised = AdapterProblem(adapterRank: 2, tasks: [.supervised])
+  let supervised = SmallProblem(tasks: [.supervised], adapterRank: 2)
   let supervisedNames = supervised.model.layout.slots.map(\.name)
   #expect(supervisedNames.contains("adapter.invariant.1.up"))
   #expect(supervisedNames.contains("adapter.sensitive.1.up"))
