@@ -225,8 +225,10 @@ enum Checkpoint {
         ("--conv-hidden", saved.convHiddenDescription, configuration.convHiddenDescription))
     }
     pairs.append(("--adapters", saved.adapters.rawValue, configuration.adapters.rawValue))
-    if let rank = saved.modelAdapterRank, let current = configuration.modelAdapterRank {
-      pairs.append(("--adapter-rank", String(rank), String(current)))
+    // The model records the rank it was built with, also when it was the default.
+    let savedRank = try CheckpointContents.storedModel(file, path: path).adapterRank
+    if let savedRank, let current = configuration.modelAdapterRank {
+      pairs.append(("--adapter-rank", String(savedRank), String(current)))
     }
     pairs += [
       ("--balancer", saved.balancer, configuration.balancer),

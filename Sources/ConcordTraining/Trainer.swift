@@ -346,9 +346,12 @@ public final class Trainer {
     }
     var bytes = parameters * 4 * Double(3 + c.optimizer.stateNames.count + c.tasks.count)
     // Each layer keeps the activations of the online and the target encoder and T deltas,
-    // for the two views and, with --supervised-view clean or both, the clean image.
+    // for the two views and, with --supervised-view clean or both, the clean image. With
+    // adapters, each task group's pass keeps its own (an overestimate for the target).
     let rows = Double(c.rowsPerImage * (c.batchSize / max(ranks, 1)))
-    bytes += rows * Double(c.hiddenSizes.reduce(0, +)) * 4 * Double(2 + c.tasks.count)
+    let passes = c.adapters == .parallel ? TaskGroup.present(in: c.tasks).count : 1
+    bytes +=
+      rows * Double(c.hiddenSizes.reduce(0, +)) * 4 * Double(2 + c.tasks.count) * Double(passes)
     try checkFits(
       bytes: bytes, ranks: ranks,
       setting: "--hidden \(c.hiddenSizes.map(String.init).joined(separator: ","))",
@@ -690,6 +693,17 @@ public final class Trainer {
     }
   }
 
+  /// Returns the kNN and probe accuracies of each task group's features, as TensorBoard
+  /// scalars; none without adapters.
+  private func groupScalars(_ summary: RunSummary) -> [(String, Double)] {
+    var scalars: [(String, Double)] = []
+    for (group, knn, probe) in summary.groupAccuracies {
+      scalars.append(("eval/knn_accuracy_" + group, knn))
+      scalars.append(("eval/linear_probe_accuracy_" + group, probe ?? .nan))
+    }
+    return scalars
+  }
+
   private func writeSummary(_ summary: RunSummary) throws {
     addTensorBoardScalars(
       step: summary.steps,
@@ -698,7 +712,8 @@ public final class Trainer {
         ("eval/knn_accuracy", summary.knnAccuracy),
         ("eval/linear_probe_accuracy", summary.linearProbeAccuracy ?? .nan),
         ("eval/augpred_accuracy", summary.augpredAccuracy ?? .nan),
-      ] + summary.augpredAccuracyPerKind.map { ("eval/augpred_accuracy_per_kind/" + $0, $1) })
+      ] + summary.augpredAccuracyPerKind.map { ("eval/augpred_accuracy_per_kind/" + $0, $1) }
+        + groupScalars(summary))
     log.print(summary.consoleLine)
     if let line = summary.perKindConsoleLine { log.print(line) }
     guard communicator.isRoot else { return }
