@@ -40,7 +40,7 @@ public final class ConvEncoder: MultiTaskEncoder {
 
   /// Appends the encoder's parameters to `layout`: per block `i`, `encoder.conv.i.weight`
   /// `[outputs, 3, 3, inputs]`, `encoder.norm.i.weight` (`gamma`) and `encoder.norm.i.bias`
-  /// (`beta`), `[outputs]` each, as PyTorch names them; then per fully connected layer `j`,
+  /// (`beta`), `[outputs]` each, as PyTorch names them. Then per fully connected layer `j`,
   /// `encoder.fc.j.weight` `[outputs, inputs]` and `encoder.fc.j.bias` `[outputs]`.
   public static func appendParameters(to layout: inout ParameterLayout, shape: ConvEncoderShape) {
     for (i, (inputs, outputs)) in channelPairs(shape).enumerated() {
@@ -62,7 +62,7 @@ public final class ConvEncoder: MultiTaskEncoder {
   }
 
   /// Returns whether `name` is a tensor of the convolution blocks, which
-  /// ``initialise(_:in:stream:)`` fills; the fully connected layers start as ``Linear`` does.
+  /// ``initialise(_:in:stream:)`` fills. The fully connected layers start as ``Linear`` does.
   public static func isBlockTensor(_ name: String) -> Bool {
     name.hasPrefix("encoder.conv.") || name.hasPrefix("encoder.norm.")
   }
@@ -120,13 +120,8 @@ public final class ConvEncoder: MultiTaskEncoder {
   public static func hiddenLayers(
     shape: ConvEncoderShape, buffer: FloatBuffer, layout: ParameterLayout, prefix: String = ""
   ) -> [Linear] {
-    shape.hiddenSizes.indices.map { j in
-      let weight = layout.slot(named: prefix + "encoder.fc.\(j).weight")!
-      let bias = layout.slot(named: prefix + "encoder.fc.\(j).bias")!
-      return Linear(
-        weight: buffer.matrix(
-          rows: weight.shape[0], columns: weight.shape[1], offset: weight.offset),
-        bias: buffer.matrix(rows: 1, columns: bias.shape[0], offset: bias.offset))
+    shape.hiddenSizes.indices.map {
+      Linear(named: prefix + "encoder.fc.\($0)", in: layout, buffer: buffer)
     }
   }
 

@@ -21,8 +21,8 @@ public struct ConvEncoderShape: Sendable, Equatable, Codable {
   public var width: Int
   /// The output channels of each convolution block, input side first.
   public var channels: [Int]
-  /// The widths of the fully connected layers, each followed by ReLU, after the convolution
-  /// blocks; empty for a global average pool.
+  /// The widths of the fully connected layers after the convolution blocks, each followed by
+  /// ReLU, or empty for a global average pool.
   public var hiddenSizes: [Int]
 
   /// Creates a shape for single-channel images of `height` x `width` pixels.
@@ -33,7 +33,7 @@ public struct ConvEncoderShape: Sendable, Equatable, Codable {
     self.hiddenSizes = hiddenSizes
   }
 
-  /// Decodes a shape; a shape without `hiddenSizes` has no fully connected layers.
+  /// Decodes a shape, which has no fully connected layers when `hiddenSizes` is missing.
   public init(from decoder: Decoder) throws {
     let container = try decoder.container(keyedBy: CodingKeys.self)
     height = try container.decode(Int.self, forKey: .height)

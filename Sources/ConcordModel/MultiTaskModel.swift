@@ -209,12 +209,7 @@ public final class MultiTaskModel {
     let parameterBuffer = parameters
     let reduce = reduceBuffer
     func linear(_ prefix: String) -> Linear {
-      let weight = layout.slot(named: prefix + ".weight")!
-      let bias = layout.slot(named: prefix + ".bias")!
-      return Linear(
-        weight: parameterBuffer.matrix(
-          rows: weight.shape[0], columns: weight.shape[1], offset: weight.offset),
-        bias: parameterBuffer.matrix(rows: 1, columns: bias.shape[0], offset: bias.offset))
+      Linear(named: prefix, in: layout, buffer: parameterBuffer)
     }
     func trainable(_ prefix: String) -> TrainableLinear {
       let weight = layout.slot(named: prefix + ".weight")!
@@ -301,12 +296,7 @@ public final class MultiTaskModel {
         }, capacity: viewCapacity)
     }
     func targetLinear(_ prefix: String) -> Linear {
-      let weight = targetLayout.slot(named: "target." + prefix + ".weight")!
-      let bias = targetLayout.slot(named: "target." + prefix + ".bias")!
-      return Linear(
-        weight: targetBuffer!.matrix(
-          rows: weight.shape[0], columns: weight.shape[1], offset: weight.offset),
-        bias: targetBuffer!.matrix(rows: 1, columns: bias.shape[0], offset: bias.offset))
+      Linear(named: "target." + prefix, in: targetLayout, buffer: targetBuffer!)
     }
 
     var heads: [TaskHead] = []

@@ -41,3 +41,16 @@ public struct ParameterLayout: Sendable {
     slots.first { $0.name == name }
   }
 }
+
+extension Linear {
+  /// Creates the layer over the tensors `prefix.weight` and `prefix.bias` of `layout`, as
+  /// views into `buffer`.
+  public init(named prefix: String, in layout: ParameterLayout, buffer: FloatBuffer) {
+    guard let weight = layout.slot(named: prefix + ".weight"),
+      let bias = layout.slot(named: prefix + ".bias")
+    else { preconditionFailure("the layout has no layer \(prefix)") }
+    self.init(
+      weight: buffer.matrix(rows: weight.shape[0], columns: weight.shape[1], offset: weight.offset),
+      bias: buffer.matrix(rows: 1, columns: bias.shape[0], offset: bias.offset))
+  }
+}

@@ -114,7 +114,7 @@ public final class SharedEncoder {
   /// ``backward(rows:ones:observer:)`` does, and every task's gradient of the network's input.
   ///
   /// - Parameter inputGradient: `[rows, T * inputSize]`, dense, where the tasks' gradients of
-  ///   the input go, task after task in each row; nil when nothing flows further back.
+  ///   the input go, task after task in each row, or nil when nothing flows further back.
   public func backward(
     rows: Int, ones: UnsafePointer<Float>, observer: GradientObserver?, inputGradient: Matrix?
   ) {

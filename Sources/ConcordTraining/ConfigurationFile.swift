@@ -63,6 +63,11 @@ public enum ConfigurationFile {
       throw UsageError(
         "\(flag) \(path): not valid JSON: write one object such as {\"batch-size\": 256}")
     }
+    var seen: Set<String> = []
+    for key in topLevelKeys(in: data) where !seen.insert(key).inserted {
+      throw UsageError(
+        "\(flag) \(path): key \"\(key)\" appears more than once: keep one of its values")
+    }
     var settings: [(key: String, value: String)] = []
     for key in object.keys.sorted() {
       guard keys.contains(key) else {
@@ -78,12 +83,48 @@ public enum ConfigurationFile {
       }
       guard case .value(let value) = object[key]! else {
         throw UsageError(
-          "\(flag) \(path): key \"\(key)\" has a value that is not a string, a number or a "
-            + "list of them: write it as on the command line, such as \"\(key)\": \"...\"")
+          "\(flag) \(path): key \"\(key)\" has a value that is not a string, a number within "
+            + "Double's range or a list of them: write it as on the command line, such as "
+            + "\"\(key)\": \"...\"")
       }
       settings.append((key, value))
     }
     return settings
+  }
+
+  /// Returns the keys of the top-level object of the JSON text `data` in the order they
+  /// appear, repeats included, which a decoded dictionary no longer shows.
+  public static func topLevelKeys(in data: Data) -> [String] {
+    let bytes = [UInt8](data)
+    var keys: [String] = []
+    var depth = 0
+    var i = 0
+    while i < bytes.count {
+      switch bytes[i] {
+      case UInt8(ascii: "{"), UInt8(ascii: "["):
+        depth += 1
+      case UInt8(ascii: "}"), UInt8(ascii: "]"):
+        depth -= 1
+      case UInt8(ascii: "\""):
+        let start = i
+        i += 1
+        while i < bytes.count && bytes[i] != UInt8(ascii: "\"") {
+          i += bytes[i] == UInt8(ascii: "\\") ? 2 : 1
+        }
+        // A string inside the top-level object that a colon follows is a key.
+        var next = i + 1
+        while next < bytes.count && [0x20, 0x09, 0x0A, 0x0D].contains(bytes[next]) { next += 1 }
+        guard depth == 1, i < bytes.count, next < bytes.count, bytes[next] == UInt8(ascii: ":")
+        else { break }
+        if let key = try? JSONDecoder().decode(String.self, from: Data(bytes[start...i])) {
+          keys.append(key)
+        }
+      default:
+        break
+      }
+      i += 1
+    }
+    return keys
   }
 
   private static func unknownKeyMessage(_ key: String, keys: [String]) -> String {

@@ -6,9 +6,13 @@ import Foundation
 /// configuration selects them.
 extension Trainer {
   /// Returns the warm-up length in steps: `--warmup-steps`, or `--warmup-epochs` times the
-  /// steps of one epoch, rounded to the nearest step.
+  /// steps of one epoch, rounded to the nearest step, at least 1 when it is not 0, and at most
+  /// `Int.max`.
   static func warmupSteps(_ c: TrainingConfiguration, stepsPerEpoch: Int) -> Int {
-    c.warmupSteps > 0 ? c.warmupSteps : Int((c.warmupEpochs * Double(stepsPerEpoch)).rounded())
+    if c.warmupSteps > 0 { return c.warmupSteps }
+    guard c.warmupEpochs > 0 else { return 0 }
+    let steps = (c.warmupEpochs * Double(stepsPerEpoch)).rounded()
+    return steps < Double(Int.max) ? max(1, Int(steps)) : Int.max
   }
 
   /// Rejects optimizer, schedule and supervised-view settings that contradict each other or

@@ -147,6 +147,9 @@ private let catalogue: [BadInput] = [
     "warm-up beyond the run", .twoRanks, train("--warmup-steps", "3"), exit: 2,
     ["--warmup-steps 3", "2 steps"]),
   BadInput(
+    "warm-up of 1e300 epochs", .twoRanks, train("--warmup-epochs", "1e300"), exit: 2,
+    ["--warmup-epochs 1e+300", "is longer than the 2 steps"]),
+  BadInput(
     "warm-up in epochs and steps", .twoRanks,
     train("--warmup-epochs", "0.5", "--warmup-steps", "1"), exit: 2,
     ["--warmup-epochs 0.5", "--warmup-steps 1", "only one"]),

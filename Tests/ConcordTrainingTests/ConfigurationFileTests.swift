@@ -39,4 +39,34 @@ import Testing
       "\(error)".contains(#"key "steps" has a value that is not a string, a number"#)
     }
   }
+
+  @Test func repeatedKeyRejected() {
+    #expect {
+      try settings(#"{"steps": 5, "tasks": ["byol"], "steps": 7}"#)
+    } throws: { error in
+      "\(error)".contains(#"run.json: key "steps" appears more than once"#)
+    }
+  }
+
+  /// A key's name may appear again inside a list or as a string value without being a key.
+  @Test func nestedNamesAreNotKeys() throws {
+    let json = #"{"tasks": ["steps", "steps"], "steps": 5, "linear-probe": true}"#
+    #expect(
+      ConfigurationFile.topLevelKeys(in: Data(json.utf8)) == ["tasks", "steps", "linear-probe"])
+    #expect(try settings(json).map(\.key) == ["linear-probe", "steps", "tasks"])
+  }
+
+  @Test func escapedKeyIsDecoded() {
+    let json = #"{"st\u0065ps": 5, "a\"b": 1}"#
+    #expect(ConfigurationFile.topLevelKeys(in: Data(json.utf8)) == ["steps", "a\"b"])
+  }
+
+  @Test func numberOutsideDoubleRejected() {
+    #expect {
+      try settings(#"{"steps": 1e400}"#)
+    } throws: { error in
+      "\(error)".contains(
+        #"key "steps" has a value that is not a string, a number within Double's range"#)
+    }
+  }
 }
