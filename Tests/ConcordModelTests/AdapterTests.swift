@@ -182,3 +182,53 @@ func adaptedGradientsMatchFiniteDifferences(task: TaskKind) throws {
   let classifier = supervised.model.layout.slot(named: "supervised.classifier.weight")
   #expect(classifier?.shape == [3, 16])
 }
+
+/// The invariance task reads the invariant pass on the first views and their twins: its
+/// gradient on the shared encoder and on the invariant adapters matches finite differences,
+/// and its gradient on the sensitive adapters is zero.
+@Test func invarianceReadsInvariantPass() throws {
+  let configuration = ModelConfiguration(
+    inputSize: 10, hiddenSizes: [12, 8], classCount: 3, augmentationCount: 4,
+    tasks: TaskKind.defaultTasks + [.invariance], projectorHiddenSize: 9, projectionSize: 5,
+    temperature: 0.5, adapterRank: 3)
+  let model = MultiTaskModel(configuration: configuration, capacity: 12, seed: 3)
+  var stream = RandomStream(seed: 6, purpose: .test)
+  for slot in model.layout.slots where slot.name.hasSuffix(".up") {
+    for i in slot.offset..<(slot.offset + slot.count) {
+      model.parameters.baseAddress[i] = stream.uniform(in: -0.4...0.4)
+    }
+  }
+  model.copyOnlineToTarget()
+  // 4 images: 8 view rows, then 4 invariance twins.
+  let input = Matrix(rows: 12, columns: 10, values: (0..<120).map { _ in stream.uniform() })
+  let labels: [Int32] = [0, 2, 1, 2, 0, 2, 1, 2, 0, 2, 1, 2]
+  let augmentationLabels = Matrix(
+    rows: 8, columns: 4, values: (0..<32).map { _ in stream.bernoulli(0.5) ? 1 : 0 })
+  let t = model.taskCount - 1
+  func loss() -> Float {
+    labels.withUnsafeBufferPointer { labels in
+      model.computeTaskGradients(
+        batch: TaskBatch(
+          input: input, labels: labels.baseAddress!, augmentationLabels: augmentationLabels,
+          pairCount: 4, invariantRowCount: 4))
+    }
+    return model.losses[t]
+  }
+  _ = loss()
+  let shared = model.encoder.gradientBlocks.flatMap { Array($0.row(t)) }
+  let adapters = model.adapterGradientBlocks.flatMap { Array($0.row(t)) }
+  let half = adapters.count / 2
+  #expect(adapters[half...].allSatisfy { $0 == 0 }, "sensitive adapters")
+  #expect(adapters[..<half].contains { $0 != 0 }, "invariant adapters")
+
+  let sharedValues = UnsafeMutableBufferPointer(
+    start: model.parameters.baseAddress, count: model.encoderParameterCount)
+  let sharedResult = kinkAwareCheck(sharedValues, shared, loss: loss)
+  #expect(sharedResult.worst < 1e-2, "shared: \(sharedResult)")
+  #expect(sharedResult.checked >= 150, "shared: \(sharedResult)")
+  let adapterValues = UnsafeMutableBufferPointer(
+    start: model.parameters.baseAddress + model.adapterParameterStart, count: half)
+  let adapterResult = kinkAwareCheck(adapterValues, Array(adapters[..<half]), loss: loss)
+  #expect(adapterResult.worst < 1e-2, "invariant adapters: \(adapterResult)")
+  #expect(adapterResult.checked >= 100, "invariant adapters: \(adapterResult)")
+}
