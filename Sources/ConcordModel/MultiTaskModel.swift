@@ -23,13 +23,16 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
   /// With it, ``hiddenSizes`` repeats its channels and fully connected widths, so that
   /// ``featureSize`` is the shape's ``ConvEncoderShape/featureSize``.
   public var conv: ConvEncoderShape? = nil
+  /// The rank of the residual adapters beside every layer of the MLP encoder, one set per
+  /// task group present (see ``TaskGroup``), or nil for no adapters.
+  public var adapterRank: Int? = nil
 
   /// Creates a configuration; the defaults are the 784-512-256 encoder and 256-256-128 heads.
   public init(
     inputSize: Int = 784, hiddenSizes: [Int] = [512, 256], classCount: Int = 10,
     augmentationCount: Int = 6, tasks: [TaskKind] = TaskKind.defaultTasks,
     projectorHiddenSize: Int = 256, projectionSize: Int = 128, temperature: Float = 0.5,
-    conv: ConvEncoderShape? = nil
+    conv: ConvEncoderShape? = nil, adapterRank: Int? = nil
   ) {
     self.inputSize = inputSize
     self.hiddenSizes = hiddenSizes
@@ -40,18 +43,33 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
     self.projectionSize = projectionSize
     self.temperature = temperature
     self.conv = conv
+    self.adapterRank = adapterRank
   }
 
   /// The size of the representation, the encoder's last width.
   public var featureSize: Int { hiddenSizes.last ?? inputSize }
+
+  /// The task groups that have adapters: those of ``tasks``, or none without
+  /// ``adapterRank``.
+  public var adapterGroups: [TaskGroup] {
+    adapterRank == nil ? [] : TaskGroup.present(in: tasks)
+  }
+
+  /// Returns the number of features that `task`'s head reads: ``featureSize`` for each of its
+  /// groups (``TaskKind/groups``), or ``featureSize`` without adapters.
+  public func headInputSize(for task: TaskKind) -> Int {
+    adapterGroups.isEmpty ? featureSize : featureSize * task.groups.count
+  }
 }
 
 /// The network of all tasks and the buffers that one training step works in.
 ///
 /// Three flat buffers hold the state of a step:
-/// - ``parameters``: every trainable parameter, the encoder first, then each task's head.
+/// - ``parameters``: every trainable parameter, the encoder first, then each task's head,
+///   then the adapters, if any (see ``AdaptedEncoder``).
 /// - ``reduceBuffer``: what the ranks allreduce, once per step: each task's gradient on
-///   the encoder (see ``SharedEncoder``), then each head's gradient, then the T losses.
+///   the encoder (see ``SharedEncoder``) and on the adapters, then each head's gradient, then
+///   the T losses.
 /// - ``update``: the gradient that the optimizer applies, laid out like ``parameters``:
 ///   the balanced direction on the encoder and each head's gradient times its task weight.
 public final class MultiTaskModel {
@@ -101,8 +119,12 @@ public final class MultiTaskModel {
   /// `clean` or `both`, and the invariance twin with the ``TaskKind/invariance`` task.
   public let rowsPerImage: Int
   private let ones: FloatBuffer
+  /// The offset in ``parameters`` of the adapters, which follow the heads; the end of
+  /// ``parameters`` without adapters.
+  public let adapterParameterStart: Int
   private let blockSums: UnsafeMutablePointer<Double>
-  private let byolProjectorRange: Range<Int>?
+  /// The ranges of ``parameters`` that the BYOL target copies, in the order of ``target``.
+  private let targetSources: [Range<Int>]
 
   /// Creates the model with freshly initialised parameters.
   ///
@@ -121,6 +143,9 @@ public final class MultiTaskModel {
     precondition(!configuration.tasks.isEmpty, "a model needs at least one task")
     let rowsPerImage =
       supervisedView.rowsPerImage + (configuration.tasks.contains(.invariance) ? 1 : 0)
+    precondition(
+      configuration.conv == nil || configuration.adapterRank == nil,
+      "adapters need the MLP encoder")
     precondition(
       capacity % rowsPerImage == 0,
       "capacity \(capacity) is not \(rowsPerImage) rows per image for supervised view "
@@ -150,17 +175,31 @@ public final class MultiTaskModel {
       Self.appendHead(&layout, task: task, configuration: configuration)
       ranges.append(start..<layout.count)
     }
+    // The adapters come after the heads, so that the encoder and the heads keep the slots,
+    // and so the initialisation streams, that they have without adapters.
+    let adapterGroups = configuration.adapterGroups
+    let adapterRank = configuration.adapterRank ?? 0
+    adapterParameterStart = layout.count
+    for group in adapterGroups {
+      for i in 0..<(widths.count - 1) {
+        let prefix = "adapter.\(group.rawValue).\(i)"
+        layout.append(prefix + ".down", shape: [adapterRank, widths[i]])
+        layout.append(prefix + ".up", shape: [widths[i + 1], adapterRank])
+      }
+    }
     self.layout = layout
     headRanges = ranges
 
     parameters = FloatBuffer(count: layout.count)
     update = FloatBuffer(count: layout.count)
     let encoderGradientCount =
-      configuration.conv.map { ConvEncoder.gradientCount(shape: $0, taskCount: taskCount) }
-      ?? SharedEncoder.gradientCount(widths: widths, taskCount: taskCount)
+      (configuration.conv.map { ConvEncoder.gradientCount(shape: $0, taskCount: taskCount) }
+        ?? SharedEncoder.gradientCount(widths: widths, taskCount: taskCount))
+      + AdaptedEncoder.adapterGradientCount(
+        widths: widths, rank: adapterRank, groupCount: adapterGroups.count, taskCount: taskCount)
     let headGradientOffset = encoderGradientCount - encoderParameterCount
     headGradientStart = encoderGradientCount
-    lossOffset = encoderGradientCount + (layout.count - encoderParameterCount)
+    lossOffset = encoderGradientCount + (adapterParameterStart - encoderParameterCount)
     reduceBuffer = FloatBuffer(count: lossOffset + taskCount)
     ones = FloatBuffer(count: capacity)
     ones.fill(1)
@@ -198,28 +237,43 @@ public final class MultiTaskModel {
       statisticsLayout = ParameterLayout()
       runningStatistics = nil
       let encoderLayers = (0..<(widths.count - 1)).map { linear("encoder.\($0)") }
-      encoder = SharedEncoder(
-        layers: encoderLayers, taskCount: taskCount, capacity: capacity,
-        gradients: reduceBuffer.baseAddress, owner: reduceBuffer)
+      if adapterGroups.isEmpty {
+        encoder = SharedEncoder(
+          layers: encoderLayers, taskCount: taskCount, capacity: capacity,
+          gradients: reduceBuffer.baseAddress, owner: reduceBuffer)
+      } else {
+        encoder = AdaptedEncoder(
+          layers: encoderLayers, groups: adapterGroups,
+          adapters: adapterGroups.map { group in
+            (0..<(widths.count - 1)).map {
+              Self.adapter("adapter.\(group.rawValue).\($0)", in: parameterBuffer, layout: layout)
+            }
+          }, taskCount: taskCount, capacity: capacity, gradients: reduceBuffer.baseAddress,
+          owner: reduceBuffer)
+      }
     }
 
-    // The BYOL target copies the encoder and the BYOL projector.
+    // The BYOL target copies the encoder, the BYOL projector and, with adapters, the
+    // invariant group's adapters: BYOL reads the invariant pass.
     var targetLayout = ParameterLayout()
-    var projectorRange: Range<Int>? = nil
+    var sources: [Range<Int>] = []
+    let targetAdapterPrefix = "adapter.\(TaskGroup.invariant.rawValue)."
     if configuration.tasks.contains(.byol) {
-      for slot in layout.slots where slot.name.hasPrefix("encoder.") {
-        targetLayout.append("target." + slot.name, shape: slot.shape)
+      let copied = [
+        layout.slots.filter { $0.name.hasPrefix("encoder.") },
+        layout.slots.filter { $0.name.hasPrefix("byol.projector.") },
+        layout.slots.filter { $0.name.hasPrefix(targetAdapterPrefix) },
+      ]
+      for slots in copied where !slots.isEmpty {
+        for slot in slots { targetLayout.append("target." + slot.name, shape: slot.shape) }
+        sources.append(slots.first!.offset..<(slots.last!.offset + slots.last!.count))
       }
-      let projectorSlots = layout.slots.filter { $0.name.hasPrefix("byol.projector.") }
-      for slot in projectorSlots { targetLayout.append("target." + slot.name, shape: slot.shape) }
-      projectorRange =
-        projectorSlots.first!.offset..<(projectorSlots.last!.offset + projectorSlots.last!.count)
       target = FloatBuffer(count: targetLayout.count)
     } else {
       target = nil
     }
     self.targetLayout = targetLayout
-    byolProjectorRange = projectorRange
+    targetSources = sources
     let targetBuffer = target
     func targetEncoder() -> any FeatureNetwork {
       if let conv = configuration.conv {
@@ -230,9 +284,16 @@ public final class MultiTaskModel {
             shape: conv, buffer: targetBuffer!, layout: targetLayout, prefix: "target."),
           capacity: viewCapacity, reducer: statisticsReducer, runningStatistics: nil)
       }
-      return MLP(
-        layers: (0..<(widths.count - 1)).map { targetLinear("encoder.\($0)") },
-        hasFinalReLU: true, capacity: viewCapacity)
+      let layers = (0..<(widths.count - 1)).map { targetLinear("encoder.\($0)") }
+      guard adapterGroups.contains(.invariant) else {
+        return MLP(layers: layers, hasFinalReLU: true, capacity: viewCapacity)
+      }
+      return AdaptedMLP(
+        layers: layers,
+        adapters: (0..<(widths.count - 1)).map {
+          Self.adapter(
+            "target." + targetAdapterPrefix + "\($0)", in: targetBuffer!, layout: targetLayout)
+        }, capacity: viewCapacity)
     }
     func targetLinear(_ prefix: String) -> Linear {
       Linear(named: "target." + prefix, in: targetLayout, buffer: targetBuffer!)
@@ -278,6 +339,12 @@ public final class MultiTaskModel {
       }
       linear(String(slot.name.dropLast(".weight".count))).initialise(stream: &stream)
     }
+    for (index, slot) in layout.slots.enumerated() where slot.name.hasSuffix(".down") {
+      var stream = RandomStream(
+        seed: seed, purpose: .initialisation, counters: UInt64(index))
+      Self.adapter(String(slot.name.dropLast(".down".count)), in: parameters, layout: layout)
+        .initialise(stream: &stream)
+    }
     copyOnlineToTarget()
   }
 
@@ -292,12 +359,24 @@ public final class MultiTaskModel {
     layout.append(prefix + ".bias", shape: [outputs])
   }
 
+  /// Returns the adapter whose tensors are `prefix.down` and `prefix.up` in `layout`.
+  private static func adapter(_ prefix: String, in buffer: FloatBuffer, layout: ParameterLayout)
+    -> ResidualAdapter
+  {
+    let down = layout.slot(named: prefix + ".down")!
+    let up = layout.slot(named: prefix + ".up")!
+    return ResidualAdapter(
+      down: buffer.matrix(rows: down.shape[0], columns: down.shape[1], offset: down.offset),
+      up: buffer.matrix(rows: up.shape[0], columns: up.shape[1], offset: up.offset))
+  }
+
   private static func appendHead(
     _ layout: inout ParameterLayout, task: TaskKind, configuration c: ModelConfiguration
   ) {
     switch task {
     case .supervised:
-      appendLinear(&layout, "supervised.classifier", c.featureSize, c.classCount)
+      appendLinear(
+        &layout, "supervised.classifier", c.headInputSize(for: .supervised), c.classCount)
     case .simclr:
       appendLinear(&layout, "simclr.projector.0", c.featureSize, c.projectorHiddenSize)
       appendLinear(&layout, "simclr.projector.1", c.projectorHiddenSize, c.projectionSize)
@@ -333,8 +412,8 @@ public final class MultiTaskModel {
     backwardEncoder(rows: batch.input.rows)
   }
 
-  /// Runs the encoder on `batch` and returns the features, `[rows, featureSize]`: the first
-  /// of the three parts of ``computeTaskGradients(batch:)``.
+  /// Runs the encoder on `batch` and returns the features, `[rows, encoder.outputSize]`: the
+  /// first of the three parts of ``computeTaskGradients(batch:)``.
   @discardableResult
   public func forward(batch: TaskBatch) -> Matrix {
     let rows = batch.input.rows
@@ -353,8 +432,8 @@ public final class MultiTaskModel {
   /// after ``forward(batch:)``: the second part of ``computeTaskGradients(batch:)``.
   ///
   /// The head reads the view rows, for the supervised task the rows of ``supervisedView``,
-  /// and for the invariance task every row. The task's gradient on the rows it does not read
-  /// is zero.
+  /// and for the invariance task every row, and the columns of ``featureColumns(of:)``. The
+  /// task's gradient on the rows and columns it does not read is zero.
   public func computeHeadGradients(task: Int, features: Matrix, batch: TaskBatch) {
     let rows: Range<Int>
     switch heads[task].task {
@@ -362,12 +441,15 @@ public final class MultiTaskModel {
     case .invariance: rows = 0..<features.rows
     default: rows = 0..<(2 * batch.pairCount)
     }
+    let columns = featureColumns(of: heads[task].task)
     let featuresGradient = encoder.featuresGradient(task: task, rows: features.rows)
     let loss = heads[task].lossAndGradients(
-      features: features.rows(rows), batch: batch.restricted(to: rows),
-      featuresGradient: featuresGradient.rows(rows))
+      features: features.rows(rows).columns(columns), batch: batch.restricted(to: rows),
+      featuresGradient: featuresGradient.rows(rows).columns(columns))
     featuresGradient.rows(0..<rows.lowerBound).fill(0)
     featuresGradient.rows(rows.upperBound..<features.rows).fill(0)
+    featuresGradient.columns(0..<columns.lowerBound).fill(0)
+    featuresGradient.columns(columns.upperBound..<featuresGradient.columns).fill(0)
     reduceBuffer.baseAddress[lossOffset + task] = loss
   }
 
@@ -444,8 +526,9 @@ public final class MultiTaskModel {
     }
   }
 
-  /// Fills ``update``: `sum_t coefficients[t] * g_t` on the encoder, and each head's
-  /// gradient times its task's weight.
+  /// Fills ``update``: `sum_t coefficients[t] * g_t` on the shared encoder, each head's
+  /// gradient times its task's weight, and each adapter's `sum_t w_t g_t` over the tasks
+  /// (zero rows for the tasks that do not read its group).
   ///
   /// - Parameters:
   ///   - coefficients: T values; pointer to a dense Float vector.
@@ -463,19 +546,41 @@ public final class MultiTaskModel {
       let destination = update.baseAddress + range.lowerBound
       for i in 0..<range.count { destination[i] = taskWeights[t] * source[i] }
     }
+    offset = adapterParameterStart
+    for block in adapterGradientBlocks {
+      BLAS.gemv(block, transpose: true, taskWeights, into: update.baseAddress + offset)
+      offset += block.columns
+    }
+  }
+
+  /// The per-task gradient blocks of the adapters, each `[T, size]`, in the order of the
+  /// adapters in ``parameters``; empty without adapters.
+  public var adapterGradientBlocks: [Matrix] {
+    (encoder as? AdaptedEncoder)?.adapterGradientBlocks ?? []
+  }
+
+  /// Returns the columns of the encoder's output that task `task`'s head reads: the features
+  /// of its groups side by side, or all of them without adapters.
+  public func featureColumns(of task: TaskKind) -> Range<Int> {
+    guard let adapted = encoder as? AdaptedEncoder else { return 0..<encoder.outputSize }
+    let ranges = task.groups.map { adapted.columns(of: $0) }
+    for (left, right) in zip(ranges, ranges.dropFirst()) {
+      precondition(left.upperBound == right.lowerBound, "the groups of \(task) are not adjacent")
+    }
+    return ranges[0].lowerBound..<ranges[ranges.count - 1].upperBound
   }
 
   /// Moves the BYOL target toward the online network: `target = decay * target +
-  /// (1 - decay) * online`, on the encoder and the BYOL projector.
+  /// (1 - decay) * online`, on the encoder, the BYOL projector and the invariant adapters.
   public func updateTarget(decay: Float) {
-    guard let target, let projectorRange = byolProjectorRange else { return }
-    let online = parameters.baseAddress
-    let encoderCount = encoderParameterCount
-    let t = target.baseAddress
-    movingAverage(t, online, count: encoderCount, decay: decay)
-    movingAverage(
-      t + encoderCount, online + projectorRange.lowerBound, count: projectorRange.count,
-      decay: decay)
+    guard let target else { return }
+    var offset = 0
+    for source in targetSources {
+      movingAverage(
+        target.baseAddress + offset, parameters.baseAddress + source.lowerBound,
+        count: source.count, decay: decay)
+      offset += source.count
+    }
   }
 
   private func movingAverage(
@@ -486,11 +591,14 @@ public final class MultiTaskModel {
     for i in 0..<count { average[i] = decay * average[i] + keep * value[i] }
   }
 
-  /// Sets the BYOL target to the online network's encoder and projector.
+  /// Sets the BYOL target to the online network's encoder, projector and invariant adapters.
   public func copyOnlineToTarget() {
-    guard let target, let projectorRange = byolProjectorRange else { return }
-    target.baseAddress.update(from: parameters.baseAddress, count: encoderParameterCount)
-    (target.baseAddress + encoderParameterCount).update(
-      from: parameters.baseAddress + projectorRange.lowerBound, count: projectorRange.count)
+    guard let target else { return }
+    var offset = 0
+    for source in targetSources {
+      (target.baseAddress + offset).update(
+        from: parameters.baseAddress + source.lowerBound, count: source.count)
+      offset += source.count
+    }
   }
 }

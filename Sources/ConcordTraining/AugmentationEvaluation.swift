@@ -39,7 +39,8 @@ extension Evaluation {
       }
       let count = end - start
       let output = logits.rows(0..<count)
-      head.layer.forward(model.encoder.forwardForEvaluation(views.rows(0..<count)), into: output)
+      let features = model.encoder.forwardForEvaluation(views.rows(0..<count))
+      head.layer.forward(features.columns(model.featureColumns(of: .augpred)), into: output)
       for row in 0..<count {
         for (column, kind) in kinds.enumerated()
         where (output[row, column] > 0) == (labels[row, kind.labelIndex] > 0.5) {

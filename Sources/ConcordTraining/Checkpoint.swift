@@ -195,8 +195,8 @@ enum Checkpoint {
     return bytes
   }
 
-  /// Checks that the checkpoint was written for the same tasks, encoder widths, balancer,
-  /// optimizer, global batch size, seed, and augpred and invariant kinds.
+  /// Checks that the checkpoint was written for the same tasks, encoder widths, adapters,
+  /// balancer, optimizer, global batch size, seed, and augpred and invariant kinds.
   ///
   /// The rank count may differ.
   ///
@@ -224,6 +224,12 @@ enum Checkpoint {
     if saved.encoder == .conv {
       pairs.append(
         ("--conv-hidden", saved.convHiddenDescription, configuration.convHiddenDescription))
+    }
+    pairs.append(("--adapters", saved.adapters.rawValue, configuration.adapters.rawValue))
+    // The model records the rank it was built with, also when it was the default.
+    let savedRank = try CheckpointContents.storedModel(file, path: path).adapterRank
+    if let savedRank, let current = configuration.modelAdapterRank {
+      pairs.append(("--adapter-rank", String(savedRank), String(current)))
     }
     pairs += [
       ("--balancer", saved.balancer, configuration.balancer),

@@ -38,6 +38,9 @@ enum Evaluation {
     /// The share of test images whose label of each kind the augpred head predicts right, in
     /// the head's column order; empty without the augpred task.
     var augpredAccuracyPerKind: [(kind: AugmentationKind, accuracy: Double)] = []
+    /// The kNN and probe accuracies of each task group's features alone; empty without
+    /// adapters.
+    var groupAccuracies: [GroupAccuracy] = []
   }
 
   static func run(
@@ -51,6 +54,8 @@ enum Evaluation {
     let lower = min(communicator.rank * share, testSet.count)
     let upper = min(lower + share, testSet.count)
     let query = features(model: model, dataset: testSet, range: lower..<upper)
+    // Copies, because the representation's evaluation normalises the features in place.
+    let groups = groupFeatures(model: model, bank: bank, query: query)
 
     // Right supervised, kNN and probe predictions, images, then right augpred labels of each
     // kind.
@@ -67,33 +72,30 @@ enum Evaluation {
         seed: settings.seed, kinds: settings.augpredKinds)
       counts += correct.map(Double.init)
     }
-    if let probe = settings.linearProbe {
-      let (mean, deviation) = LinearProbe.columnStatistics(bank)
-      let layer = probe.train(
-        features: LinearProbe.standardised(bank, mean: mean, deviation: deviation),
-        labels: trainSet.labels, classCount: trainSet.classCount)
-      counts[2] = Double(
-        correctPredictions(
-          classifier: layer,
-          features: LinearProbe.standardised(query, mean: mean, deviation: deviation),
-          labels: testSet.labels, offset: lower))
+    let whole = correctRepresentationPredictions(
+      bank: bank, query: query, trainSet: trainSet, testSet: testSet, offset: lower,
+      settings: settings)
+    counts[1] = Double(whole.knn)
+    counts[2] = Double(whole.probe)
+    var groupCounts = groups.flatMap { group in
+      let correct = correctRepresentationPredictions(
+        bank: group.bank, query: group.query, trainSet: trainSet, testSet: testSet,
+        offset: lower, settings: settings)
+      return [Double(correct.knn), Double(correct.probe)]
     }
 
-    normaliseRows(bank)
-    normaliseRows(query)
-    let knn = WeightedKNN(
-      bank: bank, bankLabels: trainSet.labels, classCount: trainSet.classCount,
-      k: settings.neighbours, temperature: settings.temperature)
-    let predictions = knn.predict(query)
-    counts[1] = Double(
-      predictions.indices.filter { predictions[$0] == testSet.labels[lower + $0] }.count)
-
     try communicator.allreduceSum(&counts)
+    if !groupCounts.isEmpty { try communicator.allreduceSum(&groupCounts) }
     let total = max(counts[3], 1)
     let hasSupervised = model.configuration.tasks.contains(.supervised)
     var result = Result(
       testAccuracy: hasSupervised ? counts[0] / total : nil, knnAccuracy: counts[1] / total,
-      knnK: knn.k, linearProbeAccuracy: settings.linearProbe == nil ? nil : counts[2] / total)
+      knnK: whole.k, linearProbeAccuracy: settings.linearProbe == nil ? nil : counts[2] / total)
+    result.groupAccuracies = groups.indices.map { g in
+      GroupAccuracy(
+        group: groups[g].group, knnAccuracy: groupCounts[2 * g] / total,
+        linearProbeAccuracy: settings.linearProbe == nil ? nil : groupCounts[2 * g + 1] / total)
+    }
     if augpredHead != nil {
       let correctPerKind = counts[4...]
       result.augpredAccuracy = correctPerKind.reduce(0, +) / (total * Double(correctPerKind.count))
@@ -104,10 +106,10 @@ enum Evaluation {
     return result
   }
 
-  /// Computes the encoder's features of `range` of `dataset`, `[range.count, featureSize]`,
-  /// in chunks of the model's batch capacity.
+  /// Computes the encoder's features of `range` of `dataset`, `[range.count,
+  /// encoder.outputSize]`, in chunks of the model's batch capacity.
   static func features(model: MultiTaskModel, dataset: Dataset, range: Range<Int>) -> Matrix {
-    let d = model.configuration.featureSize
+    let d = model.encoder.outputSize
     let inputSize = dataset.height * dataset.width
     let result = Matrix(rows: range.count, columns: d)
     let images = dataset.images.matrix(rows: dataset.count, columns: inputSize)

@@ -179,10 +179,11 @@ extension MultiTaskModel {
   /// Returns the ranges of ``reduceBuffer`` that contain task `task`'s gradients.
   ///
   /// The ranges are in buffer order: the task's row of each encoder gradient block (per layer,
-  /// weight then bias), then its head's gradients. Its loss is at ``lossOffset`` + `task`.
+  /// weight then bias), of each adapter gradient block, then its head's gradients. Its loss is
+  /// at ``lossOffset`` + `task`.
   func reduceBufferGradientRanges(task: Int) -> [Range<Int>] {
     var ranges: [Range<Int>] = []
-    for block in encoder.gradientBlocks {
+    for block in encoder.gradientBlocks + adapterGradientBlocks {
       let start = block.base - reduceBuffer.baseAddress + task * block.rowStride
       ranges.append(start..<(start + block.columns))
     }

@@ -23,6 +23,9 @@ public struct RunSummary: Sendable {
   /// Accuracy of the augmentation prediction head on the label of each kind that it predicts,
   /// keyed by the kind's name; empty without the augpred task.
   public var augpredAccuracyPerKind: [(kind: String, accuracy: Double)] = []
+  /// The kNN accuracy and the probe's accuracy (nil without a probe) of each task group's
+  /// features alone, keyed by the group's name; empty without adapters.
+  public var groupAccuracies: [(group: String, knn: Double, linearProbe: Double?)] = []
   /// The step the run ended at.
   public var steps: Int
   /// Wall time of training and evaluation, in seconds.
@@ -146,6 +149,7 @@ public final class Trainer {
           + "\(totalSteps): pass a step below \(totalSteps)")
     }
     try Self.checkOptimizationSettings(c, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+    try Self.checkAdapterSettings(c)
 
     let localBatch = c.batchSize / communicator.size
     let modelConfiguration = c.modelConfiguration(
@@ -342,9 +346,12 @@ public final class Trainer {
     }
     var bytes = parameters * 4 * Double(3 + c.optimizer.stateNames.count + c.tasks.count)
     // Each layer keeps the activations of the online and the target encoder and T deltas,
-    // for the two views and, with --supervised-view clean or both, the clean image.
+    // for the two views and, with --supervised-view clean or both, the clean image. With
+    // adapters, each task group's pass keeps its own (an overestimate for the target).
     let rows = Double(c.rowsPerImage * (c.batchSize / max(ranks, 1)))
-    bytes += rows * Double(c.hiddenSizes.reduce(0, +)) * 4 * Double(2 + c.tasks.count)
+    let passes = c.adapters == .parallel ? TaskGroup.present(in: c.tasks).count : 1
+    bytes +=
+      rows * Double(c.hiddenSizes.reduce(0, +)) * 4 * Double(2 + c.tasks.count) * Double(passes)
     try checkFits(
       bytes: bytes, ranks: ranks,
       setting: "--hidden \(c.hiddenSizes.map(String.init).joined(separator: ","))",
@@ -619,7 +626,8 @@ public final class Trainer {
       "concord: \(trainSet.count) training images, global batch \(c.batchSize) "
         + "(\(c.batchSize / communicator.size) per rank), \(stepsPerEpoch) steps per epoch, "
         + "steps \(step)..<\(totalSteps), \(model.layout.count) parameters"
-        + (c.encoder == .conv ? ", encoder \(c.encoderDescription)" : ""))
+        + (c.encoder == .conv ? ", encoder \(c.encoderDescription)" : "")
+        + (c.adapters == .none ? "" : ", adapters \(c.adapterDescription)"))
     log.print("concord: writing to \(runDirectory)")
   }
 
@@ -685,6 +693,17 @@ public final class Trainer {
     }
   }
 
+  /// Returns the kNN and probe accuracies of each task group's features, as TensorBoard
+  /// scalars; none without adapters.
+  private func groupScalars(_ summary: RunSummary) -> [(String, Double)] {
+    var scalars: [(String, Double)] = []
+    for (group, knn, probe) in summary.groupAccuracies {
+      scalars.append(("eval/knn_accuracy_" + group, knn))
+      scalars.append(("eval/linear_probe_accuracy_" + group, probe ?? .nan))
+    }
+    return scalars
+  }
+
   private func writeSummary(_ summary: RunSummary) throws {
     addTensorBoardScalars(
       step: summary.steps,
@@ -693,7 +712,8 @@ public final class Trainer {
         ("eval/knn_accuracy", summary.knnAccuracy),
         ("eval/linear_probe_accuracy", summary.linearProbeAccuracy ?? .nan),
         ("eval/augpred_accuracy", summary.augpredAccuracy ?? .nan),
-      ] + summary.augpredAccuracyPerKind.map { ("eval/augpred_accuracy_per_kind/" + $0, $1) })
+      ] + summary.augpredAccuracyPerKind.map { ("eval/augpred_accuracy_per_kind/" + $0, $1) }
+        + groupScalars(summary))
     log.print(summary.consoleLine)
     if let line = summary.perKindConsoleLine { log.print(line) }
     guard communicator.isRoot else { return }

@@ -43,6 +43,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// The last is the representation size. Empty for a global average pool, whose
   /// representation is the last block's channels.
   public var convHiddenSizes: [Int] = []
+  /// The residual adapters of each task group beside the MLP encoder's layers.
+  public var adapters = AdapterKind.none
+  /// The rank of each adapter; nil means ``defaultAdapterRank``, and a run without adapters
+  /// rejects a value.
+  public var adapterRank: Int? = nil
   /// The NT-Xent temperature of the SimCLR task.
   public var temperature: Float = 0.5
   /// The source of NT-Xent's negatives: the rank's own batch or the global batch.
@@ -250,6 +255,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     // A run that stored no fully connected layers had none: they came with this setting.
     convHiddenSizes =
       try container.decodeIfPresent(type(of: convHiddenSizes).self, forKey: .convHiddenSizes) ?? []
+    adapters =
+      try container.decodeIfPresent(type(of: adapters).self, forKey: .adapters) ?? adapters
+    adapterRank = try container.decodeIfPresent(Int.self, forKey: .adapterRank)
   }
 
   /// Returns the model shape that these settings describe, for a dataset of the given image size.
@@ -258,6 +266,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   {
     ModelConfiguration(
       inputSize: inputSize, hiddenSizes: hiddenSizes, classCount: classCount,
-      augmentationCount: augmentationCount, tasks: tasks, temperature: temperature)
+      augmentationCount: augmentationCount, tasks: tasks, temperature: temperature,
+      adapterRank: modelAdapterRank)
   }
 }

@@ -141,6 +141,16 @@ let trainOptions: [TrainOption] = [
       ? [] : try positiveList($1, "--conv-hidden", of: "widths or none", example: "256")
   },
   TrainOption(
+    name: "--adapters", value: "none|parallel",
+    help: "residual adapters per task group (invariant: simclr, byol; sensitive: augpred) "
+      + "beside every MLP encoder layer (default none)"
+  ) { $0.adapters = try namedCase($1, "--adapters") },
+  TrainOption(
+    name: "--adapter-rank", value: "R",
+    help: "rank of each adapter's low-rank path, with --adapters parallel "
+      + "(default \(TrainingConfiguration.defaultAdapterRank))"
+  ) { $0.adapterRank = try positive($1, "--adapter-rank") },
+  TrainOption(
     name: "--temperature", value: "X", help: "SimCLR NT-Xent temperature (default 0.5)"
   ) { $0.temperature = Float(try positiveReal($1, "--temperature")) },
   TrainOption(

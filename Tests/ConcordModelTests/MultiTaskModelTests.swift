@@ -3,17 +3,18 @@ import Testing
 
 @testable import ConcordModel
 
-/// A small model and batch: 4 images of 10 pixels, an encoder 10-12-8, every task.
-private struct SmallProblem {
+/// A small model and batch: 4 images of 10 pixels, an encoder 10-12-8, every task, and
+/// adapters of rank `adapterRank`, if given.
+struct SmallProblem {
   let model: MultiTaskModel
   let input: Matrix
   let labels: [Int32]
   let augmentationLabels: Matrix
 
-  init(tasks: [TaskKind] = TaskKind.defaultTasks) {
+  init(tasks: [TaskKind] = TaskKind.defaultTasks, adapterRank: Int? = nil) {
     let configuration = ModelConfiguration(
       inputSize: 10, hiddenSizes: [12, 8], classCount: 3, augmentationCount: 4, tasks: tasks,
-      projectorHiddenSize: 9, projectionSize: 5, temperature: 0.5)
+      projectorHiddenSize: 9, projectionSize: 5, temperature: 0.5, adapterRank: adapterRank)
     model = MultiTaskModel(configuration: configuration, capacity: 8, seed: 3)
     var stream = RandomStream(seed: 5, purpose: .test)
     input = Matrix(rows: 8, columns: 10, values: (0..<80).map { _ in stream.uniform() })

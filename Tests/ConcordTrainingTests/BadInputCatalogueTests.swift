@@ -315,7 +315,7 @@ private let clusterScript = URL(fileURLWithPath: #filePath).deletingLastPathComp
 struct BadInputCatalogueTests {
   /// Each bad input gets one line on stderr with the expected words, the expected exit code
   /// from every rank before the deadline, and leaves every file in its folder as it was.
-  @Test(arguments: catalogue + studyBadInputs + augmentationGroupBadInputs)
+  @Test(arguments: catalogue + studyBadInputs + augmentationGroupBadInputs + adapterBadInputs)
   func badInputIsRejected(input: BadInput) throws {
     let root = try makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: root) }
