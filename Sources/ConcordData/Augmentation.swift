@@ -208,6 +208,25 @@ public final class Augmenter {
     }
   }
 
+  /// Writes one randomly augmented view of `source` that applies only the kinds of `kept`,
+  /// each with its usual probability and parameters.
+  ///
+  /// - Parameters:
+  ///   - source: The image, `[height, width]`, row-major, values in `[0, 1]`.
+  ///   - destination: The view, `[height, width]`, row-major.
+  ///   - kept: The kinds that may apply.
+  ///   - stream: The source of every random choice; the plan is drawn as for a full view.
+  public func augment(
+    _ source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>,
+    keeping kept: [AugmentationKind], stream: inout RandomStream
+  ) {
+    var plan = AugmentationPlan.draw(height: height, width: width, stream: &stream)
+    for kind in AugmentationKind.orderOfApplication where !kept.contains(kind) {
+      plan.remove(kind)
+    }
+    apply(plan, to: source, into: destination, stream: &stream)
+  }
+
   /// Writes one randomly augmented view of `source`, its labels, and its invariance twin: the
   /// same view with the kinds of `omitted` left out.
   ///

@@ -30,10 +30,16 @@ public final class BatchLoader {
   /// The invariance twin of each first view: `view1` with ``invariantKinds`` left out and every
   /// other draw shared, `[localBatchSize, height * width]`; empty without invariant kinds.
   public let invariantView1: Matrix
+  /// The kinds that ``lightView`` may apply; empty means no light views.
+  public let lightKinds: [AugmentationKind]
+  /// A third view of each sample that applies only ``lightKinds``, from its own draw,
+  /// `[localBatchSize, height * width]`; empty without light kinds.
+  public let lightView: Matrix
   /// The sampler that picks this rank's samples.
   public private(set) var sampler: ShardedSampler
   private let augmenter: Augmenter
-  /// The counters of the augmentation stream: step, position in the global batch, view.
+  /// The counters of the augmentation stream: step, position in the global batch, view (0 and
+  /// 1 for the views, 2 for the light view).
   ///
   /// Reusing one array keeps ``load(step:)`` free of allocations, which the
   /// variadic `RandomStream` initialiser would make for every view.
@@ -49,9 +55,10 @@ public final class BatchLoader {
   ///   - sampler: This rank's sampler.
   ///   - seed: The run's seed, keying the augmentation streams.
   ///   - invariantKinds: The kinds that ``invariantView1`` leaves out; empty for no twins.
+  ///   - lightKinds: The kinds that ``lightView`` may apply; empty for no light views.
   public init(
     dataset: Dataset, sampler: ShardedSampler, seed: UInt64,
-    invariantKinds: [AugmentationKind] = []
+    invariantKinds: [AugmentationKind] = [], lightKinds: [AugmentationKind] = []
   ) {
     precondition(
       dataset.count == sampler.datasetCount,
@@ -68,6 +75,8 @@ public final class BatchLoader {
     augmentationLabels2 = Matrix(rows: rows, columns: kindCount)
     self.invariantKinds = invariantKinds
     invariantView1 = Matrix(rows: invariantKinds.isEmpty ? 0 : rows, columns: dataset.pixelCount)
+    self.lightKinds = lightKinds
+    lightView = Matrix(rows: lightKinds.isEmpty ? 0 : rows, columns: dataset.pixelCount)
     augmenter = Augmenter(height: dataset.height, width: dataset.width)
   }
 
@@ -102,6 +111,12 @@ public final class BatchLoader {
       augmenter.augment(
         image, into: view2.row(row).baseAddress!,
         labels: augmentationLabels2.row(row).baseAddress!, stream: &stream2)
+
+      guard !lightKinds.isEmpty else { continue }
+      streamCounters[2] = 2
+      var stream3 = RandomStream(seed: seed, purpose: .augmentation, counterList: streamCounters)
+      augmenter.augment(
+        image, into: lightView.row(row).baseAddress!, keeping: lightKinds, stream: &stream3)
     }
     return batch
   }

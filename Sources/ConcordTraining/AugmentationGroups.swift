@@ -7,8 +7,9 @@ extension TrainingConfiguration {
     sensitiveKinds ?? AugmentationKind.allCases.filter { !invariantKinds.contains($0) }
   }
 
-  /// The rows of a batch for each image: the two views, the clean image with
-  /// ``supervisedView`` `clean` or `both`, and the invariance twin with ``invariantKinds``.
+  /// The rows of a batch for each image: the two views, the clean or lightly augmented image
+  /// with ``supervisedView`` `clean`, `both` or `light`, and the invariance twin with
+  /// ``invariantKinds``.
   var rowsPerImage: Int {
     supervisedView.rowsPerImage + (invariantKinds.isEmpty ? 0 : 1)
   }

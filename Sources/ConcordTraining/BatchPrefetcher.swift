@@ -17,7 +17,7 @@ final class BatchSlot: @unchecked Sendable {
   let augmentationLabels: Matrix
   /// The kinds of the columns of ``augmentationLabels``: the augpred task's kinds.
   let sensitiveKinds: [AugmentationKind]
-  /// Whether the slot contains the clean images after the views.
+  /// Whether the slot contains the clean images, or their light views, after the views.
   let hasCleanRows: Bool
   /// Whether the slot contains the invariance twins of the first views as its last rows.
   let hasInvariantRows: Bool
@@ -26,10 +26,12 @@ final class BatchSlot: @unchecked Sendable {
 
   init(
     dataset: Dataset, sampler: ShardedSampler, seed: UInt64, hasCleanRows: Bool,
-    sensitiveKinds: [AugmentationKind], invariantKinds: [AugmentationKind] = []
+    sensitiveKinds: [AugmentationKind], invariantKinds: [AugmentationKind] = [],
+    lightKinds: [AugmentationKind] = []
   ) {
     loader = BatchLoader(
-      dataset: dataset, sampler: sampler, seed: seed, invariantKinds: invariantKinds)
+      dataset: dataset, sampler: sampler, seed: seed, invariantKinds: invariantKinds,
+      lightKinds: lightKinds)
     self.hasCleanRows = hasCleanRows
     hasInvariantRows = !invariantKinds.isEmpty
     let b = sampler.localBatchSize
@@ -56,7 +58,10 @@ final class BatchSlot: @unchecked Sendable {
       labels[i] = loader.labels[i]
       labels[b + i] = loader.labels[i]
     }
-    if hasCleanRows {
+    if hasCleanRows && !loader.lightKinds.isEmpty {
+      input.rows((2 * b)..<(3 * b)).copy(from: loader.lightView)
+      for i in 0..<b { labels[2 * b + i] = loader.labels[i] }
+    } else if hasCleanRows {
       let dataset = loader.dataset
       for (row, index) in loaded.indices.enumerated() {
         input.row(2 * b + row).baseAddress!.update(
@@ -138,17 +143,19 @@ final class BatchPrefetcher {
   ///   - hasCleanRows: whether each batch contains the clean images after the views.
   ///   - sensitiveKinds: the kinds whose labels the batches carry, in the order of application.
   ///   - invariantKinds: the kinds that the invariance twins leave out; empty for no twins.
+  ///   - lightKinds: the kinds that the rows after the views may apply, in place of the clean
+  ///     images; empty for clean images.
   init(
     dataset: Dataset, sampler: ShardedSampler, seed: UInt64, inBackground: Bool,
     hasCleanRows: Bool = false, sensitiveKinds: [AugmentationKind] = AugmentationKind.allCases,
-    invariantKinds: [AugmentationKind] = []
+    invariantKinds: [AugmentationKind] = [], lightKinds: [AugmentationKind] = []
   ) {
     isBackground = inBackground
     shared = Shared(
       slots: (0..<(inBackground ? 2 : 1)).map { _ in
         BatchSlot(
           dataset: dataset, sampler: sampler, seed: seed, hasCleanRows: hasCleanRows,
-          sensitiveKinds: sensitiveKinds, invariantKinds: invariantKinds)
+          sensitiveKinds: sensitiveKinds, invariantKinds: invariantKinds, lightKinds: lightKinds)
       })
     if inBackground {
       let shared = shared

@@ -141,7 +141,8 @@ public final class Trainer {
     prefetcher = BatchPrefetcher(
       dataset: trainSet, sampler: sampler, seed: c.seed,
       inBackground: HostCores.hasSpareCore, hasCleanRows: c.supervisedView != .augmented,
-      sensitiveKinds: c.augpredKinds, invariantKinds: c.invariantKinds)
+      sensitiveKinds: c.augpredKinds, invariantKinds: c.invariantKinds,
+      lightKinds: c.supervisedView == .light ? [.crop, .flip] : [])
     totalSteps = c.steps > 0 ? c.steps : c.epochs * stepsPerEpoch
     guard c.dumpGradientsStep < totalSteps else {
       throw UsageError(

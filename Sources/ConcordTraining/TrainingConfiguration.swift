@@ -37,12 +37,12 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// (``convChannels``).
   public var encoder = EncoderKind.mlp
   /// The output channels of the convolutional encoder's blocks.
-  public var convChannels = [32, 64, 128]
+  public var convChannels = [32, 64]
   /// The widths of the convolutional encoder's fully connected layers after its blocks.
   ///
   /// The last is the representation size. Empty for a global average pool, whose
   /// representation is the last block's channels.
-  public var convHiddenSizes: [Int] = []
+  public var convHiddenSizes = [256]
   /// The residual adapters of each task group beside the MLP encoder's layers.
   public var adapters = AdapterKind.none
   /// The rank of each adapter; nil means ``defaultAdapterRank``, and a run without adapters

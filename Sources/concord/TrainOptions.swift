@@ -73,9 +73,9 @@ let trainOptions: [TrainOption] = [
     help: "comma-separated tasks: supervised, simclr, byol, augpred (default all four)"
   ) { $0.tasks = try taskList($1) },
   TrainOption(
-    name: "--supervised-view", value: "augmented|clean|both",
+    name: "--supervised-view", value: "augmented|clean|both|light",
     help: "images of the supervised head: the two augmented views, the un-augmented image, "
-      + "or all three (default augmented)"
+      + "all three, or the image with only crop and flip (default augmented)"
   ) { $0.supervisedView = try namedCase($1, "--supervised-view") },
   TrainOption(
     name: "--sensitive", value: "LIST",
@@ -127,14 +127,14 @@ let trainOptions: [TrainOption] = [
   ) { $0.encoder = try namedCase($1, "--encoder") },
   TrainOption(
     name: "--conv-channels", value: "LIST",
-    help: "channels of the conv encoder's 3x3 blocks, comma-separated (default 32,64,128)"
+    help: "channels of the conv encoder's 3x3 blocks, comma-separated (default 32,64)"
   ) {
     $0.convChannels = try positiveList($1, "--conv-channels", of: "channels", example: "32,64,128")
   },
   TrainOption(
     name: "--conv-hidden", value: "LIST|none",
     help: "fully connected widths after the conv blocks, or none for global average pooling "
-      + "(default none)"
+      + "(default 256)"
   ) {
     $0.convHiddenSizes =
       $1 == "none"
