@@ -30,10 +30,10 @@ public final class BatchLoader {
   /// The invariance twin of each first view: `view1` with ``invariantKinds`` left out and every
   /// other draw shared, `[localBatchSize, height * width]`; empty without invariant kinds.
   public let invariantView1: Matrix
-  /// The kinds that ``lightView`` may apply; empty means no light views.
+  /// The kinds that ``lightView`` may apply, or empty for no light views.
   public let lightKinds: [AugmentationKind]
   /// A third view of each sample that applies only ``lightKinds``, from its own draw,
-  /// `[localBatchSize, height * width]`; empty without light kinds.
+  /// `[localBatchSize, height * width]`. It has no rows without light kinds.
   public let lightView: Matrix
   /// The sampler that picks this rank's samples.
   public private(set) var sampler: ShardedSampler
@@ -55,7 +55,7 @@ public final class BatchLoader {
   ///   - sampler: This rank's sampler.
   ///   - seed: The run's seed, keying the augmentation streams.
   ///   - invariantKinds: The kinds that ``invariantView1`` leaves out; empty for no twins.
-  ///   - lightKinds: The kinds that ``lightView`` may apply; empty for no light views.
+  ///   - lightKinds: The kinds that ``lightView`` may apply, or empty for no light views.
   public init(
     dataset: Dataset, sampler: ShardedSampler, seed: UInt64,
     invariantKinds: [AugmentationKind] = [], lightKinds: [AugmentationKind] = []
@@ -114,9 +114,10 @@ public final class BatchLoader {
 
       guard !lightKinds.isEmpty else { continue }
       streamCounters[2] = 2
-      var stream3 = RandomStream(seed: seed, purpose: .augmentation, counterList: streamCounters)
+      var lightStream = RandomStream(
+        seed: seed, purpose: .augmentation, counterList: streamCounters)
       augmenter.augment(
-        image, into: lightView.row(row).baseAddress!, keeping: lightKinds, stream: &stream3)
+        image, into: lightView.row(row).baseAddress!, keeping: lightKinds, stream: &lightStream)
     }
     return batch
   }

@@ -12,8 +12,8 @@ public enum SupervisedView: String, CaseIterable, Codable, Sendable {
   case clean
   /// The two views and the clean image.
   case both
-  /// The image with light augmentation: a third draw of the views' random resized crop and
-  /// horizontal flip, each applied with probability 1/2, and no other kind.
+  /// The image with light augmentation: a third draw of the views' horizontal flip, applied
+  /// with probability 1/2, and no other kind.
   case light
 
   /// The rows of the batch for each image: 2, or 3 with the clean image.

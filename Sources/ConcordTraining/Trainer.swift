@@ -142,7 +142,7 @@ public final class Trainer {
       dataset: trainSet, sampler: sampler, seed: c.seed,
       inBackground: HostCores.hasSpareCore, hasCleanRows: c.supervisedView != .augmented,
       sensitiveKinds: c.augpredKinds, invariantKinds: c.invariantKinds,
-      lightKinds: c.supervisedView == .light ? [.crop, .flip] : [])
+      lightKinds: c.supervisedView == .light ? [.flip] : [])
     totalSteps = c.steps > 0 ? c.steps : c.epochs * stepsPerEpoch
     guard c.dumpGradientsStep < totalSteps else {
       throw UsageError(

@@ -75,7 +75,7 @@ let trainOptions: [TrainOption] = [
   TrainOption(
     name: "--supervised-view", value: "augmented|clean|both|light",
     help: "images of the supervised head: the two augmented views, the un-augmented image, "
-      + "all three, or the image with only crop and flip (default augmented)"
+      + "all three, or the image flipped half the time (default augmented)"
   ) { $0.supervisedView = try namedCase($1, "--supervised-view") },
   TrainOption(
     name: "--sensitive", value: "LIST",

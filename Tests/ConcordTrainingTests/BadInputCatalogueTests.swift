@@ -158,7 +158,7 @@ private let catalogue: [BadInput] = [
     exit: 2, ["--target-decay-schedule linear", "constant or cosine"]),
   BadInput(
     "unknown supervised view", .twoRanks, train("--supervised-view", "noisy"), exit: 2,
-    ["--supervised-view noisy", "augmented, clean or both"]),
+    ["--supervised-view noisy", "augmented, clean, both or light"]),
   BadInput(
     "clean view without the supervised task", .twoRanks,
     train("--supervised-view", "clean", "--tasks", "simclr,byol"), exit: 2,

@@ -85,13 +85,16 @@ struct OptimizerEndToEndTests {
     #expect(try snapshot(of: out) == before)
   }
 
-  /// A run whose supervised head trains on the clean images checks in `concord inspect`,
-  /// and `concord eval` of its last checkpoint gives the accuracies that training reported.
-  @Test func cleanViewCheckpointEvaluates() throws {
+  /// A run whose supervised head trains on the clean or the lightly augmented images keeps
+  /// its 2 ranks identical and checks in `concord inspect`, and `concord eval` of its last
+  /// checkpoint gives the accuracies that training reported.
+  @Test(arguments: ["clean", "light"])
+  func thirdRowViewCheckpointEvaluates(view: String) throws {
     let out = try makeTemporaryDirectory()
     let trained = try mpirun(
-      ranks: 2, quickRun(out: out, steps: 4, extra: ["--supervised-view", "clean"]))
+      ranks: 2, quickRun(out: out, steps: 4, extra: ["--supervised-view", view]))
     #expect(trained.status == 0, "\(trained.standardError)")
+    #expect(trained.standardOutput.contains("identical on all 2 ranks"))
     let path = checkpointPath(out, step: 4)
     let inspected = try run(concordBinary(), ["inspect", path])
     #expect(inspected.status == 0, "\(inspected.standardError)")
