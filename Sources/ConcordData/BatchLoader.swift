@@ -32,8 +32,9 @@ public final class BatchLoader {
   public let invariantView1: Matrix
   /// The kinds that ``lightView`` may apply, or empty for no light views.
   public let lightKinds: [AugmentationKind]
-  /// A third view of each sample that applies only ``lightKinds``, from its own draw,
-  /// `[localBatchSize, height * width]`. It has no rows without light kinds.
+  /// A third view of each sample that applies only ``lightKinds``, from its own draw.
+  ///
+  /// It is `[localBatchSize, height * width]`, and has no rows without light kinds.
   public let lightView: Matrix
   /// The sampler that picks this rank's samples.
   public private(set) var sampler: ShardedSampler

@@ -38,10 +38,11 @@ public final class ConvEncoder: MultiTaskEncoder {
   private let foldChunkFloats: Int
   private let coefficients: UnsafeMutablePointer<Float>
 
-  /// Appends the encoder's parameters to `layout`: per block `i`, `encoder.conv.i.weight`
-  /// `[outputs, 3, 3, inputs]`, `encoder.norm.i.weight` (`gamma`) and `encoder.norm.i.bias`
-  /// (`beta`), `[outputs]` each, as PyTorch names them. Then per fully connected layer `j`,
-  /// `encoder.fc.j.weight` `[outputs, inputs]` and `encoder.fc.j.bias` `[outputs]`.
+  /// Appends the encoder's parameters to `layout`, named as PyTorch names them.
+  ///
+  /// Per block `i`: `encoder.conv.i.weight` `[outputs, 3, 3, inputs]`, `encoder.norm.i.weight`
+  /// (`gamma`) and `encoder.norm.i.bias` (`beta`), `[outputs]` each. Then per fully connected
+  /// layer `j`: `encoder.fc.j.weight` `[outputs, inputs]` and `encoder.fc.j.bias` `[outputs]`.
   public static func appendParameters(to layout: inout ParameterLayout, shape: ConvEncoderShape) {
     for (i, (inputs, outputs)) in channelPairs(shape).enumerated() {
       layout.append("encoder.conv.\(i).weight", shape: [outputs, 3, 3, inputs])
@@ -62,7 +63,9 @@ public final class ConvEncoder: MultiTaskEncoder {
   }
 
   /// Returns whether `name` is a tensor of the convolution blocks, which
-  /// ``initialise(_:in:stream:)`` fills. The fully connected layers start as ``Linear`` does.
+  /// ``initialise(_:in:stream:)`` fills.
+  ///
+  /// The fully connected layers start as ``Linear`` does.
   public static func isBlockTensor(_ name: String) -> Bool {
     name.hasPrefix("encoder.conv.") || name.hasPrefix("encoder.norm.")
   }

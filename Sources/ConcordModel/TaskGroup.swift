@@ -12,7 +12,7 @@ public enum TaskGroup: String, CaseIterable, Sendable {
 }
 
 extension TaskKind {
-  /// The groups of this task:
+  /// The groups of this task, as this table lists them.
   ///
   /// | task | groups |
   /// | --- | --- |

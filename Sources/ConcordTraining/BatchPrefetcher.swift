@@ -7,9 +7,11 @@ import Foundation
 /// optionally the clean images after them.
 final class BatchSlot: @unchecked Sendable {
   let loader: BatchLoader
-  /// The views, `[2b, pixels]`: rows `0..<b` first views, `b..<2b` second views; with clean
-  /// rows, `[3b, pixels]` with the images as the dataset stores them in rows `2b..<3b`. With
-  /// invariant kinds, `b` more rows at the end hold the invariance twins of the first views.
+  /// The rows that the model reads, `pixels` values each.
+  ///
+  /// Rows `0..<b` are the first views and `b..<2b` the second views. With clean rows, rows
+  /// `2b..<3b` are the images as the dataset stores them, or their light views. With
+  /// invariant kinds, `b` more rows at the end are the invariance twins of the first views.
   let input: Matrix
   /// The class label of each row, one per row of ``input``.
   let labels: UnsafeMutablePointer<Int32>

@@ -75,8 +75,10 @@ func adaptedGradientsMatchFiniteDifferences(task: TaskKind) throws {
   }
 }
 
-/// With every up projection `U` at zero, as at initialisation, the adapted model computes
-/// the same losses as the model without adapters from the same seed on the same batch. Its
+/// With every up projection `U` at zero, the adapted model matches the model without them.
+///
+/// As at initialisation, the adapted model then computes the same losses as the model
+/// without adapters from the same seed on the same batch. Its
 /// gradients on the shared encoder and on the heads are the same too, bit for bit. This holds
 /// for every task but supervised, whose head reads the features of both groups side by side,
 /// so that its classifier has twice the inputs and its own initial weights.

@@ -13,8 +13,10 @@ private func adapterRun(out: String, steps: Int, extra: [String] = []) -> [Strin
 
 @Suite(.serialized, .enabled(if: hasFashionMNIST, "Fashion-MNIST is not installed"))
 struct AdapterEndToEndTests {
-  /// Two ranks end with bit-identical state, whether the allreduce runs blocking, overlapped
-  /// with the backward pass, or once per task. Each mode reduces the adapters' gradients in
+  /// Two ranks end with bit-identical state under every allreduce mode.
+  ///
+  /// The allreduce runs blocking, overlapped with the backward pass, or once per task. Each
+  /// mode reduces the adapters' gradients in
   /// its own regions, so a region left out would leave the ranks apart.
   @Test(arguments: [
     ["--allreduce", "blocking"], ["--allreduce", "overlap"], ["--allreduce-fusion", "per-task"],
@@ -28,9 +30,10 @@ struct AdapterEndToEndTests {
       result.standardOutput.contains("identical on all 2 ranks"), "\(result.standardOutput)")
   }
 
-  /// 6 steps in one run and 3 + 3 with `--resume latest` end in bit-identical checkpoints
-  /// that contain the adapters, their optimizer state and the BYOL target's invariant
-  /// adapters. A resume with other adapters is a usage error.
+  /// 6 steps in one run and 3 + 3 with `--resume latest` end in bit-identical checkpoints.
+  ///
+  /// The checkpoints contain the adapters, their optimizer state and the BYOL target's
+  /// invariant adapters. A resume with other adapters is a usage error.
   @Test func resumeIsBitIdentical() throws {
     let whole = try makeTemporaryDirectory()
     let parts = try makeTemporaryDirectory()
