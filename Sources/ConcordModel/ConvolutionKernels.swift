@@ -157,12 +157,11 @@ enum MaxPool {
 
   /// Routes the gradients of the pooled outputs of `blocks` tasks to the inputs that won.
   ///
-  /// The input gradient, which is overwritten, holds the tasks side by side: pixel `p` is
+  /// The input gradient, which is overwritten, has the tasks side by side: pixel `p` is
   /// `blocks * channels` floats at `inputGradient + p * blocks * channels`, task `t` at
-  /// offset `t * channels`. The output gradient holds each image's `blocks * channels` floats
-  /// per pooled pixel together, either the same way (`tasksPerImage` false) or task after
-  /// task, each task's pooled pixels contiguous (`tasksPerImage` true), as fully connected
-  /// layers on the flattened output give them.
+  /// offset `t * channels`. The output gradient has the same layout when `tasksPerImage` is
+  /// false. When it is true, each image's gradients come task after task, each task's pooled
+  /// pixels contiguous, as fully connected layers on the flattened output give them.
   @inline(never)
   static func backward(
     outputGradient: UnsafePointer<Float>, choices: UnsafePointer<Float>, images: Int,

@@ -80,7 +80,9 @@ struct CheckpointContents {
       } + model.statisticsLayout.slots.map(\.name).filter { $0.hasSuffix("running_var") }
     for name in nonNegative {
       if let value = try file.floats(name).first(where: { $0 < 0 }) {
-        throw damaged("tensor \(name) holds the negative value \(value), which it never can")
+        throw damaged(
+          "tensor \(name) contains the negative value \(value), but an average of squares "
+            + "is never negative")
       }
     }
 

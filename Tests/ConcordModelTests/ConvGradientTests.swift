@@ -160,9 +160,11 @@ private func weightedSum(
   #expect(betaResult.maximumRelativeError < 1e-2, "\(betaResult)")
 }
 
-/// The shapes of ``TestConvEncoder``: blocks of 9 and 10 channels, so that the channel loops
-/// run both their vector and their single-float parts, ending in a global average pool, or
-/// in a fully connected layer on 2x2 pooled pixels, with an odd row and column dropped.
+/// The shapes of ``TestConvEncoder``, with blocks of 9 and 10 channels.
+///
+/// Those widths run both the vector and the single-float parts of the channel loops. The
+/// first shape ends in a global average pool. The second ends in a fully connected layer on
+/// 2x2 pooled pixels, after dropping an odd row and column.
 let testConvShapes = [
   ConvEncoderShape(height: 6, width: 5, channels: [9, 10]),
   ConvEncoderShape(height: 10, width: 9, channels: [9, 10], hiddenSizes: [7]),

@@ -4,7 +4,7 @@ import Testing
 
 @testable import ConcordModel
 
-/// The mean of `1 - cos(a_i, b_i)` in double precision.
+/// Returns the mean of `1 - cos(a_i, b_i)`, computed in double precision.
 private func referenceInvariance(_ a: Matrix, _ b: Matrix) -> Double {
   var sum = 0.0
   for i in 0..<a.rows {

@@ -3,10 +3,10 @@ import ConcordTensors
 /// Compares `analytic` with central differences at three steps, `h`, `h / 2` and `h / 4`,
 /// over up to 200 coordinates, against the one at `h / 2`.
 ///
-/// A coordinate lies within `h` of a kink of ReLU or max pooling, where finite differences are
-/// meaningless, and is left out, when the estimates at `h` and `h / 2` disagree by more than
-/// 2%, or those at `h / 2` and `h / 4` by more than 1%: a kink between `h / 4` and `h / 2`
-/// moves the estimates at both larger steps alike.
+/// Near a kink of ReLU or max pooling finite differences are meaningless, so a coordinate is
+/// left out when the estimates at `h` and `h / 2` disagree by more than 2%. It is also left
+/// out when those at `h / 2` and `h / 4` disagree by more than 1%, because a kink between
+/// `h / 4` and `h / 2` moves the estimates at both larger steps alike.
 func kinkAwareCheck(
   _ values: UnsafeMutableBufferPointer<Float>, _ analytic: [Float], loss: () -> Float
 ) -> (worst: Float, checked: Int, skipped: Int) {

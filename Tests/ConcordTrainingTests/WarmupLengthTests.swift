@@ -2,7 +2,7 @@ import Testing
 
 @testable import ConcordTraining
 
-/// How `--warmup-epochs` becomes a number of steps.
+/// The conversion of `--warmup-epochs` and `--warmup-steps` into a number of steps.
 @Suite struct WarmupLengthTests {
   func steps(epochs: Double = 0, steps: Int = 0, perEpoch: Int = 234) -> Int {
     var c = TrainingConfiguration()
