@@ -49,15 +49,27 @@ public class LinearHead: TaskHead {
   }
 }
 
-/// The supervised task: a linear classifier on the features, trained on both views with
-/// softmax cross-entropy.
+/// The supervised task: a linear classifier on the features, trained with softmax
+/// cross-entropy on the rows of its ``SupervisedView``.
 public final class SupervisedHead: LinearHead {
+  /// The label smoothing `epsilon` of the cross-entropy, in `[0, 1)`, which starts at 0.
+  ///
+  /// See ``softmaxCrossEntropy(logits:labels:gradient:labelSmoothing:)``.
+  public var labelSmoothing: Float = 0 {
+    didSet {
+      precondition(
+        labelSmoothing >= 0 && labelSmoothing < 1,
+        "SupervisedHead label smoothing must be in [0, 1), got \(labelSmoothing)")
+    }
+  }
+
   init(classifier: TrainableLinear, capacity: Int, ones: FloatBuffer) {
     super.init(task: .supervised, classifier: classifier, capacity: capacity, ones: ones)
   }
 
   override func loss(logits: Matrix, batch: TaskBatch, gradient: Matrix) -> Float {
-    softmaxCrossEntropy(logits: logits, labels: batch.labels, gradient: gradient)
+    softmaxCrossEntropy(
+      logits: logits, labels: batch.labels, gradient: gradient, labelSmoothing: labelSmoothing)
   }
 }
 

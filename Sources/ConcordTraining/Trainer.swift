@@ -162,6 +162,9 @@ public final class Trainer {
       configuration: modelConfiguration, capacity: c.rowsPerImage * localBatch,
       seed: c.seed, supervisedView: c.supervisedView,
       statisticsReducer: statisticsReducer)
+    if let head = model.heads.lazy.compactMap({ $0 as? SupervisedHead }).first {
+      head.labelSmoothing = c.labelSmoothing
+    }
     if c.simclrNegatives == .global,
       let head = model.heads.lazy.compactMap({ $0 as? SimCLRHead }).first
     {

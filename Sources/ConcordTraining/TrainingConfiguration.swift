@@ -50,6 +50,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var adapterRank: Int? = nil
   /// The NT-Xent temperature of the SimCLR task.
   public var temperature: Float = 0.5
+  /// The label smoothing `epsilon` of the supervised task's cross-entropy, in `[0, 1)`.
+  ///
+  /// It is free to change on resume.
+  public var labelSmoothing: Float = 0
   /// The source of NT-Xent's negatives: the rank's own batch or the global batch.
   ///
   /// It is free to change on resume.
@@ -171,6 +175,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
       try container.decodeIfPresent(type(of: hiddenSizes).self, forKey: .hiddenSizes) ?? hiddenSizes
     temperature =
       try container.decodeIfPresent(type(of: temperature).self, forKey: .temperature) ?? temperature
+    labelSmoothing =
+      try container.decodeIfPresent(type(of: labelSmoothing).self, forKey: .labelSmoothing)
+      ?? labelSmoothing
     targetDecay =
       try container.decodeIfPresent(type(of: targetDecay).self, forKey: .targetDecay) ?? targetDecay
     simclrNegatives =

@@ -154,6 +154,11 @@ let trainOptions: [TrainOption] = [
     name: "--temperature", value: "X", help: "SimCLR NT-Xent temperature (default 0.5)"
   ) { $0.temperature = Float(try positiveReal($1, "--temperature")) },
   TrainOption(
+    name: "--label-smoothing", value: "X",
+    help: "label smoothing of the supervised cross-entropy, in [0, 1), as PyTorch's "
+      + "CrossEntropyLoss takes it (default 0)"
+  ) { $0.labelSmoothing = try belowOne($1, "--label-smoothing", example: "0.1") },
+  TrainOption(
     name: "--simclr-negatives", value: "local|global",
     help: "NT-Xent negatives from the rank's own batch or, through an allgather, from the "
       + "global batch (default local)"

@@ -9,14 +9,20 @@ private func labels(n: Int, classCount: Int) -> [Int32] {
   (0..<n).map { Int32(($0 * 7 + 3) % classCount) }
 }
 
-/// Computes the mean cross-entropy in Double, straight from the definition.
-private func referenceCrossEntropy(_ logits: Matrix, _ labels: [Int32]) -> Double {
+/// Computes the mean cross-entropy in Double, straight from the definition: the target of a
+/// row puts `1 - smoothing + smoothing / C` on its label and `smoothing / C` elsewhere.
+private func referenceCrossEntropy(_ logits: Matrix, _ labels: [Int32], smoothing: Double = 0)
+  -> Double
+{
   var sum = 0.0
   for i in 0..<logits.rows {
     let row = logits.row(i).map(Double.init)
     let maximum = row.max()!
     let logSumExp = log(row.map { exp($0 - maximum) }.reduce(0, +)) + maximum
-    sum += logSumExp - row[Int(labels[i])]
+    for (j, x) in row.enumerated() {
+      let target = (j == Int(labels[i]) ? 1 - smoothing : 0) + smoothing / Double(row.count)
+      sum += target * (logSumExp - x)
+    }
   }
   return sum / Double(logits.rows)
 }
@@ -49,6 +55,30 @@ func crossEntropyMatchesFiniteDifferences(shape: (Int, Int)) {
 
   let result = GradientCheck().compare(input: logits, analyticGradient: gradient) {
     softmaxCrossEntropy(logits: logits, labels: y, gradient: scratch)
+  }
+  #expect(result.maximumRelativeError < 1e-2, "\(result)")
+}
+
+@Test(arguments: [(5, 10), (1, 2), (4, 3)])
+func crossEntropyWithLabelSmoothing(shape: (Int, Int)) {
+  let (n, classCount) = shape
+  let smoothing: Float = 0.1
+  let logits = randomMatrix(rows: n, columns: classCount, seed: 14, scale: 3)
+  let gradient = Matrix(rows: n, columns: classCount)
+  let scratch = Matrix(rows: n, columns: classCount)
+  let y = labels(n: n, classCount: classCount)
+  let loss = softmaxCrossEntropy(
+    logits: logits, labels: y, gradient: gradient, labelSmoothing: smoothing)
+  let expected = referenceCrossEntropy(logits, y, smoothing: Double(smoothing))
+  #expect(abs(Double(loss) - expected) < 1e-5)
+  #expect(abs(Double(loss) - referenceCrossEntropy(logits, y)) > 1e-3)
+
+  // Each row of the gradient is softmax minus a target that sums to 1, so it sums to 0.
+  for i in 0..<n {
+    #expect(abs(gradient.row(i).reduce(0, +)) < 1e-6)
+  }
+  let result = GradientCheck().compare(input: logits, analyticGradient: gradient) {
+    softmaxCrossEntropy(logits: logits, labels: y, gradient: scratch, labelSmoothing: smoothing)
   }
   #expect(result.maximumRelativeError < 1e-2, "\(result)")
 }

@@ -154,6 +154,9 @@ private let catalogue: [BadInput] = [
     train("--warmup-epochs", "0.5", "--warmup-steps", "1"), exit: 2,
     ["--warmup-epochs 0.5", "--warmup-steps 1", "only one"]),
   BadInput(
+    "label smoothing of 1", .twoRanks, train("--label-smoothing", "1"), exit: 2,
+    ["--label-smoothing 1", "[0, 1)"]),
+  BadInput(
     "unknown target decay schedule", .twoRanks, train("--target-decay-schedule", "linear"),
     exit: 2, ["--target-decay-schedule linear", "constant or cosine"]),
   BadInput(
