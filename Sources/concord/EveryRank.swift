@@ -11,9 +11,13 @@ import ConcordTraining
 /// ``CollectiveFailure`` or a collective ``TrainingError`` ends every rank with 2 for a usage
 /// error and 1 otherwise, and any other error, which only this rank may have met, aborts the
 /// job.
+///
+/// A usage error of `body` that does not name `settingsFile`, the `--config` file the
+/// settings came from, gets it appended: such an error comes from a check across several
+/// settings, and the file may have set any of them.
 func runOnEveryRank<Settings>(
   _ parsed: Result<Settings, Error>, blasThreads: (Settings) -> Int,
-  _ body: (Settings, MPICommunicator) throws -> Void
+  settingsFile: String? = nil, _ body: (Settings, MPICommunicator) throws -> Void
 ) -> Int32 {
   guard let communicator = startMPI() else { return failureExitCode }
 
@@ -44,7 +48,11 @@ func runOnEveryRank<Settings>(
     try body(settings, communicator)
   } catch let failure as CollectiveFailure {
     let code = failure.isUsageError ? usageExitCode : failureExitCode
-    return endTogether("\(failure)", shouldPrint: failure.shouldPrint, code: code)
+    var message = "\(failure)"
+    if failure.isUsageError, let settingsFile, !message.contains(settingsFile) {
+      message += " (some settings came from \(ConfigurationFile.flag) \(settingsFile))"
+    }
+    return endTogether(message, shouldPrint: failure.shouldPrint, code: code)
   } catch let error as TrainingError where error.isCollective {
     return endTogether("\(error)", shouldPrint: communicator.isRoot, code: failureExitCode)
   } catch {

@@ -21,7 +21,9 @@ let studyUsage = """
     --seed-base K      the first seed (default 0)
 
   Every other flag is a flag of concord train (concord train --help) and applies to every
-  run, except --balancer, --seed, --resume and --trace, which the study sets per run.
+  run, except --balancer, --seed, --resume and --trace, which the study sets per run. A
+  --config FILE may hold the study's flags as well, as "out", "balancers", "seeds" and
+  "seed-base"; the command line wins over it.
   """
 
 /// The flags of `concord train` that `concord study` sets itself for each run.
@@ -31,12 +33,62 @@ private let flagsSetPerRun = ["--balancer", "--seed", "--resume", "--trace"]
 /// and the bound keeps the list of settings small.
 private let maximumSeedCount = 10_000
 
-/// Parses the arguments of `concord study` (without the subcommand).
-func parseStudyArguments(_ arguments: [String]) throws -> StudyPlan {
+/// The flags of `concord study` itself, which a `--config` file may also set by their names
+/// without the dashes.
+private let studyFlags = ["--out", "--balancers", "--seeds", "--seed-base"]
+
+/// The settings of `concord study`'s own flags, before the folder is known to be given.
+private struct StudySettings {
   var balancers = BalancerKind.allCases
   var seedCount = 3
   var seedBase: UInt64 = 0
   var directory: String?
+
+  /// Applies the value `text` of the study flag `flag`.
+  mutating func apply(_ flag: String, _ text: String) throws {
+    switch flag {
+    case "--out":
+      guard !text.isEmpty else { throw UsageError("--out needs a non-empty folder") }
+      directory = text
+    case "--balancers":
+      balancers = try balancerList(text)
+    case "--seeds":
+      guard let count = Int(text), count > 0 else {
+        throw UsageError("invalid --seeds \(text): pass a whole number greater than 0")
+      }
+      guard count <= maximumSeedCount else {
+        throw UsageError(
+          "invalid --seeds \(text): pass at most \(maximumSeedCount) seeds, each a full training run"
+        )
+      }
+      seedCount = count
+    default:
+      guard let base = UInt64(text) else {
+        throw UsageError("invalid --seed-base \(text): pass a whole number from 0")
+      }
+      seedBase = base
+    }
+  }
+}
+
+/// Parses the arguments of `concord study` (without the subcommand).
+///
+/// A `--config` file may set the study's own flags too (`out`, `balancers`, `seeds`,
+/// `seed-base`), and the command line wins over it.
+func parseStudyArguments(_ arguments: [String]) throws -> StudyPlan {
+  var settings = StudySettings()
+  let commandKeys = studyFlags.map { String($0.dropFirst(2)) }
+  if let path = try configurationFilePath(in: arguments) {
+    for (key, value) in try readConfigurationFile(path, commandKeys: commandKeys)
+    where commandKeys.contains(key) {
+      do {
+        try settings.apply("--" + key, value)
+      } catch let error as UsageError {
+        throw UsageError("\(ConfigurationFile.flag) \(path): key \"\(key)\": \(error)")
+      }
+    }
+  }
+
   var trainArguments: [String] = []
   var index = 0
   while index < arguments.count {
@@ -47,7 +99,6 @@ func parseStudyArguments(_ arguments: [String]) throws -> StudyPlan {
       flag = String(argument[..<equals])
       value = String(argument[argument.index(after: equals)...])
     }
-    let studyFlags = ["--out", "--balancers", "--seeds", "--seed-base"]
     guard studyFlags.contains(flag) else {
       if flag == "--trace" {
         throw UsageError(
@@ -78,45 +129,27 @@ func parseStudyArguments(_ arguments: [String]) throws -> StudyPlan {
       index += 1
       value = arguments[index]
     }
-    let text = value!
-    switch flag {
-    case "--out":
-      guard !text.isEmpty else { throw UsageError("--out needs a non-empty folder") }
-      directory = text
-    case "--balancers":
-      balancers = try balancerList(text)
-    case "--seeds":
-      guard let count = Int(text), count > 0 else {
-        throw UsageError("invalid --seeds \(text): pass a whole number greater than 0")
-      }
-      guard count <= maximumSeedCount else {
-        throw UsageError(
-          "invalid --seeds \(text): pass at most \(maximumSeedCount) seeds, each a full training run"
-        )
-      }
-      seedCount = count
-    default:
-      guard let base = UInt64(text) else {
-        throw UsageError("invalid --seed-base \(text): pass a whole number from 0")
-      }
-      seedBase = base
-    }
+    try settings.apply(flag, value!)
     index += 1
   }
-  guard let directory else {
-    throw UsageError("concord study needs --out DIR, the study folder (concord study --help)")
+  guard let directory = settings.directory else {
+    throw UsageError(
+      "concord study needs --out DIR, the study folder, on the command line or as \"out\" in "
+        + "its --config file (concord study --help)")
   }
+  let seedCount = settings.seedCount
+  let seedBase = settings.seedBase
   guard seedBase <= UInt64.max - UInt64(seedCount - 1) else {
     throw UsageError(
       "--seed-base \(seedBase) with --seeds \(seedCount) passes the largest seed "
         + "\(UInt64.max): pass a smaller --seed-base")
   }
 
-  let training = try parseTrainArguments(trainArguments)
+  let training = try parseTrainArguments(trainArguments, commandKeys: commandKeys)
   try checkConfigurationFileLeavesRunsToStudy(training)
   return StudyPlan(
-    balancers: balancers, seedCount: seedCount, seedBase: seedBase, directory: directory,
-    training: training)
+    balancers: settings.balancers, seedCount: seedCount, seedBase: seedBase,
+    directory: directory, training: training)
 }
 
 /// Rejects a `--config` file that sets what the study decides per run, which the command
@@ -124,7 +157,6 @@ func parseStudyArguments(_ arguments: [String]) throws -> StudyPlan {
 private func checkConfigurationFileLeavesRunsToStudy(_ training: TrainingConfiguration) throws {
   let defaults = TrainingConfiguration()
   let keys = [
-    ("out", training.outputDirectory != defaults.outputDirectory),
     ("balancer", training.balancer != defaults.balancer),
     ("seed", training.seed != defaults.seed),
     ("resume", training.resume != defaults.resume),
@@ -138,7 +170,7 @@ private func checkConfigurationFileLeavesRunsToStudy(_ training: TrainingConfigu
     }
     throw UsageError(
       "--config sets \"\(key)\", which concord study sets for each run itself: remove the key "
-        + "from the file and pass --out, --balancers, --seeds or --seed-base instead")
+        + "from the file and set \"balancers\", \"seeds\" or \"seed-base\" instead")
   }
 }
 
@@ -169,7 +201,9 @@ func study(arguments: [String]) -> Int32 {
   // Parse first, but report only once MPI is up, so that every rank exits alike and only
   // rank 0 prints.
   let parsed = Result { try parseStudyArguments(arguments) }
-  return runOnEveryRank(parsed, blasThreads: \.training.blasThreads) { plan, communicator in
+  let settingsFile = (try? configurationFilePath(in: arguments)) ?? nil
+  return runOnEveryRank(parsed, blasThreads: \.training.blasThreads, settingsFile: settingsFile) {
+    plan, communicator in
     try Study.run(plan, communicator: communicator)
   }
 }

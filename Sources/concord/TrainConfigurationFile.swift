@@ -3,15 +3,16 @@ import ConcordTraining
 /// Applies the settings of the `--config FILE` among `arguments`, if there is one, so that
 /// the flags on the command line, applied after it, win.
 ///
+/// - Parameter commandKeys: keys of the command's own flags, such as `seeds` for
+///   `concord study`, which the file may contain and which are left to the command.
 /// - Throws: ``UsageError`` naming the file and the key at fault.
 func applyConfigurationFile(
-  in arguments: [String], to configuration: inout TrainingConfiguration
+  in arguments: [String], to configuration: inout TrainingConfiguration,
+  commandKeys: [String] = []
 ) throws {
   guard let path = try configurationFilePath(in: arguments) else { return }
   let flag = ConfigurationFile.flag
-  let keys = trainOptions.map { String($0.name.dropFirst(2)) }.filter { "--" + $0 != flag }
-  let switches = trainOptions.filter { $0.value.isEmpty }.map { String($0.name.dropFirst(2)) }
-  for (key, value) in try ConfigurationFile.read(path: path, keys: keys, switches: switches) {
+  for (key, value) in try readConfigurationFile(path, commandKeys: commandKeys) {
     guard let option = trainOptions.first(where: { $0.name == "--" + key }) else { continue }
     do {
       try option.apply(&configuration, value)
@@ -21,11 +22,25 @@ func applyConfigurationFile(
   }
 }
 
+/// Reads the settings file at `path`, whose keys are those of `concord train`'s flags and
+/// `commandKeys`.
+///
+/// - Throws: ``UsageError`` naming the file and the key at fault.
+func readConfigurationFile(_ path: String, commandKeys: [String] = []) throws
+  -> [(key: String, value: String)]
+{
+  let keys = trainOptions.map { String($0.name.dropFirst(2)) }.filter {
+    "--" + $0 != ConfigurationFile.flag
+  }
+  let switches = trainOptions.filter { $0.value.isEmpty }.map { String($0.name.dropFirst(2)) }
+  return try ConfigurationFile.read(path: path, keys: keys + commandKeys, switches: switches)
+}
+
 /// Returns the value of `--config` in `arguments`, or nil when it is absent.
 ///
 /// The arguments are flag and value pairs, single `--flag=value` words, and switches such
 /// as `--linear-probe` that take no value.
-private func configurationFilePath(in arguments: [String]) throws -> String? {
+func configurationFilePath(in arguments: [String]) throws -> String? {
   let flag = ConfigurationFile.flag
   let switches = Set(trainOptions.filter { $0.value.isEmpty }.map(\.name))
   var path: String?

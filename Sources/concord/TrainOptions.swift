@@ -285,9 +285,14 @@ let trainOptions: [TrainOption] = [
 ]
 
 /// Parses the arguments of `concord train` (without the subcommand).
-func parseTrainArguments(_ arguments: [String]) throws -> TrainingConfiguration {
+///
+/// - Parameter commandKeys: keys that a `--config` file may contain besides the flags of
+///   `concord train`, read by the calling command itself.
+func parseTrainArguments(_ arguments: [String], commandKeys: [String] = []) throws
+  -> TrainingConfiguration
+{
   var configuration = TrainingConfiguration()
-  try applyConfigurationFile(in: arguments, to: &configuration)
+  try applyConfigurationFile(in: arguments, to: &configuration, commandKeys: commandKeys)
   var index = 0
   while index < arguments.count {
     var flag = arguments[index]

@@ -76,7 +76,9 @@ func train(arguments: [String]) -> Int32 {
   // Parse first, but report only once MPI is up, so that every rank exits alike and only
   // rank 0 prints.
   let parsed = Result { try parseTrainArguments(arguments) }
-  return runOnEveryRank(parsed, blasThreads: \.blasThreads) { configuration, communicator in
+  let settingsFile = (try? configurationFilePath(in: arguments)) ?? nil
+  return runOnEveryRank(parsed, blasThreads: \.blasThreads, settingsFile: settingsFile) {
+    configuration, communicator in
     let trainer = try collectively(communicator) {
       try Trainer(configuration: configuration, communicator: communicator)
     }

@@ -39,6 +39,18 @@ let studyBadInputs: [BadInput] = [
     ["--seed", "--seed-base"]),
   BadInput("study without a folder", .twoRanks, ["study", "--seeds", "1"], exit: 2, ["--out DIR"]),
   BadInput(
+    "study config with zero seeds", .twoRanks, study("--config", "ROOT/study.json"), exit: 2,
+    ["--config ROOT/study.json", "key \"seeds\"", "--seeds 0"],
+    prepare: { root in
+      try "{\"seeds\": 0}".write(toFile: root + "/study.json", atomically: true, encoding: .utf8)
+    }),
+  BadInput(
+    "study config with a seed per run", .twoRanks, study("--config", "ROOT/study.json"),
+    exit: 2, ["--config sets \"seed\"", "\"seed-base\""],
+    prepare: { root in
+      try "{\"seed\": 3}".write(toFile: root + "/study.json", atomically: true, encoding: .utf8)
+    }),
+  BadInput(
     "unknown SimCLR negatives", .twoRanks,
     [
       "train", "--data", "DATA", "--out", "ROOT/run", "--steps", "2", "--batch-size", "16",

@@ -211,6 +211,10 @@ private let catalogue: [BadInput] = [
   BadInput(
     "config file missing", .twoRanks, train("--config", "ROOT/none.json"), exit: 2,
     ["ROOT/none.json", "not found"]),
+  BadInput(
+    "config in a conflict of flags", .twoRanks, train("--config", "ROOT/run.json"), exit: 2,
+    ["--adapters parallel needs --encoder mlp", "some settings came from --config ROOT/run.json"],
+    prepare: write("{\"encoder\": \"conv\", \"adapters\": \"parallel\"}", "run.json")),
 
   // IDX files of the dataset.
   BadInput(

@@ -134,6 +134,25 @@ struct StudyTests {
     #expect(try String(contentsOfFile: out + "/study.md", encoding: .utf8) == before)
   }
 
+  /// A `--config` file sets the study's own flags, and the command line wins over it.
+  @Test func configurationFileSetsStudyFlags() throws {
+    let root = try makeTemporaryDirectory()
+    let settings = """
+      {"out": "\(root)/from-file", "balancers": ["pcgrad", "equal"], "seeds": 2, "seed-base": 5,
+       "steps": 2, "train-limit": 256, "test-limit": 64, "hidden": [16], "batch-size": 32}
+      """
+    try settings.write(toFile: root + "/study.json", atomically: true, encoding: .utf8)
+
+    let result = try mpirun(ranks: 2, ["study", "--config", root + "/study.json", "--seeds", "1"])
+    try #require(result.status == 0, "\(result.standardError)")
+    #expect(result.standardOutput.contains("study setting 1 of 2: balancer pcgrad, seed 5"))
+    #expect(result.standardOutput.contains("study setting 2 of 2: balancer equal, seed 5"))
+    let folders = try FileManager.default.contentsOfDirectory(atPath: root + "/from-file")
+    #expect(
+      Set(folders)
+        == ["pcgrad-seed5", "equal-seed5", "study.md", "study.json", "study.svg"])
+  }
+
   /// A study stopped after a run's checkpoint and before its eval.json resumes that run from
   /// the checkpoint.
   @Test func interruptedRunResumes() throws {
