@@ -87,12 +87,20 @@ extension Trainer {
   ///
   /// - Throws: ``UsageError`` naming the flag, the value and what to pass instead.
   static func checkSettings(_ c: TrainingConfiguration, trainCount: Int, ranks: Int) throws {
+    // NT-Xent needs a second image to contrast with: in the global batch with global
+    // negatives, and on every rank with local ones.
     let localBatch = c.batchSize / ranks
-    if c.tasks.contains(.simclr) && localBatch < 2 {
+    if c.tasks.contains(.simclr) && c.simclrNegatives == .global && c.batchSize < 2 {
+      throw UsageError(
+        "--batch-size \(c.batchSize) gives simclr's NT-Xent no negative pair: pass "
+          + "--batch-size 2 or more")
+    }
+    if c.tasks.contains(.simclr) && c.simclrNegatives == .local && localBatch < 2 {
       throw UsageError(
         "--batch-size \(c.batchSize) gives \(localBatch) image per rank on \(ranks) rank(s), "
-          + "but simclr's NT-Xent needs at least 2 images per rank to have a negative pair: "
-          + "pass --batch-size \(2 * ranks) or more")
+          + "but simclr's NT-Xent with local negatives needs at least 2 images per rank to "
+          + "have a negative pair: pass --batch-size \(2 * ranks) or more, or "
+          + "--simclr-negatives global")
     }
     // The default shrinks to a smaller training set, so only another value is rejected.
     let isDefaultNeighbours = c.knnNeighbours == TrainingConfiguration.defaultKNNNeighbours

@@ -116,7 +116,8 @@ private let catalogue: [BadInput] = [
     ["--blas-threads 65"]),
   BadInput(
     "one image per rank with SimCLR", .twoRanks,
-    train("--tasks", "simclr", "--batch-size", "2"), exit: 2, ["--batch-size 2", "NT-Xent"]),
+    train("--tasks", "simclr", "--batch-size", "2"), exit: 2,
+    ["--batch-size 2", "NT-Xent", "--simclr-negatives global"]),
   BadInput(
     "zero loss bound", .twoRanks, train("--loss-bound", "0"), exit: 2, ["--loss-bound 0"]),
   BadInput(

@@ -3,11 +3,11 @@ import Foundation
 import Testing
 
 /// Flags of a one-step SimCLR run that dumps the reduced gradients of step 0.
-private func simCLRStep(out: String, negatives: String, steps: Int = 1) -> [String] {
+private func simCLRStep(out: String, negatives: String, steps: Int, batchSize: Int) -> [String] {
   [
     "train", "--out", out, "--tasks", "simclr", "--steps", String(steps), "--train-limit", "512",
-    "--test-limit", "128", "--batch-size", "64", "--hidden", "128,64", "--dump-gradients", "0",
-    "--simclr-negatives", negatives,
+    "--test-limit", "128", "--batch-size", String(batchSize), "--hidden", "128,64",
+    "--dump-gradients", "0", "--simclr-negatives", negatives,
   ]
 }
 
@@ -22,13 +22,13 @@ private func relativeDifference(_ x: [Double], _ y: [Double]) -> Double {
 struct GlobalNegativesTests {
   /// Runs one SimCLR step on `ranks` ranks and returns the reduced loss and encoder gradient
   /// that the balancer read.
-  private func reducedStep(ranks: Int, negatives: String, steps: Int = 1) throws -> (
-    loss: Double, gradient: [Double], output: String
-  ) {
+  private func reducedStep(
+    ranks: Int, negatives: String, steps: Int = 1, batchSize: Int = 64
+  ) throws -> (loss: Double, gradient: [Double], output: String) {
     let out = try makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: out) }
-    let result = try mpirun(
-      ranks: ranks, simCLRStep(out: out, negatives: negatives, steps: steps), timeout: 120)
+    let arguments = simCLRStep(out: out, negatives: negatives, steps: steps, batchSize: batchSize)
+    let result = try mpirun(ranks: ranks, arguments, timeout: 120)
     try #require(result.status == 0, "\(result.standardError)")
     let dump = try SafeTensors.read(path: out + "/gradients-step-0.safetensors")
     return (
@@ -56,5 +56,17 @@ struct GlobalNegativesTests {
     #expect(abs(localTwo.loss - localOne.loss) > 1e-2 * localOne.loss)
     let local = relativeDifference(localOne.gradient, localTwo.gradient)
     #expect(local > 1e-3, "relative gradient difference \(local)")
+  }
+
+  /// With global negatives one image per rank still has negatives, the other ranks' views,
+  /// and 2 ranks match 1 rank with the same batch of 2.
+  @Test func oneImagePerRankWithGlobalNegatives() throws {
+    let one = try reducedStep(ranks: 1, negatives: "global", batchSize: 2)
+    let two = try reducedStep(ranks: 2, negatives: "global", batchSize: 2)
+    #expect(two.output.contains("identical on all 2 ranks"), "\(two.output)")
+    #expect(one.loss > 0, "NT-Xent of 2 images with a negative each is positive")
+    #expect(abs(two.loss - one.loss) <= 1e-6 * one.loss, "\(two.loss) vs \(one.loss)")
+    let difference = relativeDifference(one.gradient, two.gradient)
+    #expect(difference <= 1e-5, "relative gradient difference \(difference)")
   }
 }
