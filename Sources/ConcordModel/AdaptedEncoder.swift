@@ -101,6 +101,14 @@ public final class AdaptedEncoder: MultiTaskEncoder {
     adapterGradientBlocks = adapterBlocks
   }
 
+  /// The floats of the buffers that the encoder and its passes allocated.
+  public var workspaceCount: Int {
+    let deltas = Array(passDeltas.joined()) + Array(bottleneckDeltas.joined())
+    let passBuffers = passes.reduce(0) { $0 + $1.workspaceCount }
+    return features.count + wideFeaturesGradient.count + deltas.reduce(0) { $0 + $1.count }
+      + passBuffers
+  }
+
   /// The number of features of one group's pass.
   public var featureSize: Int { passes[0].outputSize }
 

@@ -135,7 +135,8 @@ public final class BYOLHead: TaskHead {
   let predictor: MLP
   let projectorGradients: [(weight: Matrix, bias: Matrix)]
   let predictorGradients: [(weight: Matrix, bias: Matrix)]
-  let targetEncoder: any FeatureNetwork
+  /// The target network's encoder, whose parameters follow the online encoder's by EMA.
+  public let targetEncoder: any FeatureNetwork
   let targetProjector: MLP
   let swappedTargets: Matrix
   let predictionGradient: Matrix

@@ -65,6 +65,9 @@ public final class AdaptedMLP: FeatureNetwork {
   public private(set) var bottlenecks: [Matrix]
   private let activationStorage: [Matrix]
   private let bottleneckStorage: [Matrix]
+  /// The floats of the buffers that the network allocated, which leave out an `output` that
+  /// the caller passed.
+  public let workspaceCount: Int
   /// The input of the last forward pass.
   private(set) var lastInput: Matrix?
 
@@ -101,6 +104,8 @@ public final class AdaptedMLP: FeatureNetwork {
     activations = storage
     bottleneckStorage = adapters.map { Matrix(rows: capacity, columns: $0.rank) }
     bottlenecks = bottleneckStorage
+    let allocated = output == nil ? storage : storage.dropLast()
+    workspaceCount = (allocated + bottleneckStorage).reduce(0) { $0 + $1.count }
   }
 
   /// The number of input features.

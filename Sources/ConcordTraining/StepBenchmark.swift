@@ -57,6 +57,8 @@ public struct StepBenchmarkReport: Sendable {
   public var gemmShapes: [(shape: GEMMShape, calls: Int, sgemmGFLOPS: Double)] = []
   /// The encoder, as `mlp 512,256` or `conv 32,64,128`.
   public var encoder = ""
+  /// The adapters, as `none` or `parallel rank 16`.
+  public var adapters = "none"
 }
 
 /// Measures the training step: time per step and per phase, next to the limits of the
@@ -170,7 +172,7 @@ public enum StepBenchmark {
       ranks: communicator.size, blasThreads: BLAS.threadCount, batchSize: c.batchSize,
       allreduceMode: trainer.allreduceMode, allreduceFusion: c.allreduceFusion,
       allreducePrecision: c.allreducePrecision, allreduceCalls: trainer.allreduceCallsPerStep,
-      gemmShapes: distinct, encoder: c.encoderDescription)
+      gemmShapes: distinct, encoder: c.encoderDescription, adapters: c.adapterDescription)
   }
 
   static func phaseName(_ phase: StepPhase, _ tasks: [String]) -> String {
@@ -257,6 +259,10 @@ public enum StepBenchmark {
     if let conv = model.encoder as? ConvEncoder {
       // The target network's buffers match the online network's.
       floats += conv.workspaceCount + (model.target == nil ? 0 : conv.network.workspaceCount)
+    } else if let adapted = model.encoder as? AdaptedEncoder {
+      let byol = model.heads.lazy.compactMap { $0 as? BYOLHead }.first
+      let target = byol?.targetEncoder as? AdaptedMLP
+      floats += adapted.workspaceCount + (target?.workspaceCount ?? 0)
     } else {
       floats += widths.reduce(0) { $0 + rows * $1 * (2 + t) }  // activations, deltas, wide deltas
     }

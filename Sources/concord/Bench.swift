@@ -8,7 +8,8 @@ import Foundation
 let benchUsage = """
   usage: concord bench step [--batch-size N] [--hidden LIST] [--tasks LIST] [--balancer NAME]
                             [--encoder mlp|conv] [--conv-channels LIST]
-                            [--conv-hidden LIST|none]
+                            [--conv-hidden LIST|none] [--adapters none|parallel]
+                            [--adapter-rank R]
                             [--steps N] [--warmup N] [--blas-threads N] [--allreduce MODE]
                             [--allreduce-fusion all|per-task]
                             [--allreduce-precision float32|bfloat16] [--json]
@@ -82,6 +83,7 @@ func bench(arguments: [String]) -> Int32 {
       index += 2
     case "--batch-size", "--hidden", "--tasks", "--balancer", "--blas-threads", "--seed", "--lr",
       "--allreduce", "--allreduce-fusion", "--allreduce-precision", "--config", "--encoder",
+      "--adapters", "--adapter-rank",
       "--conv-channels", "--conv-hidden":
       trainArguments += arguments[index..<min(index + 2, arguments.count)]
       index += 2
@@ -155,6 +157,7 @@ private func benchText(
       + (c.encoder == .conv
         ? "encoder \(r.encoder)"
         : "hidden \(c.hiddenSizes.map(String.init).joined(separator: ","))")
+      + (c.adapters == .none ? "" : ", adapters \(r.adapters)")
       + ", tasks "
       + "\(c.tasks.map(\.rawValue).joined(separator: ",")), balancer \(c.balancer), "
       + "\(r.allreduceMode.rawValue) allreduce (fusion \(r.allreduceFusion.rawValue), "
@@ -222,6 +225,7 @@ private func benchJSON(_ r: StepBenchmarkReport) -> String {
     "\"allreduce_precision\": \"\(r.allreducePrecision.rawValue)\"",
     "\"allreduce_calls\": \(r.allreduceCalls)",
     "\"encoder\": \"\(r.encoder)\"",
+    "\"adapters\": \"\(r.adapters)\"",
   ]
   return "{" + fields.joined(separator: ", ") + "}"
 }

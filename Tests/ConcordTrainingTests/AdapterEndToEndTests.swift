@@ -114,4 +114,28 @@ struct AdapterEndToEndTests {
     #expect(evaluated.status == 0, "\(evaluated.standardError)")
     #expect(try accuracies(other) == reported)
   }
+
+  /// `concord bench step --adapters parallel` times the adapted step and counts the adapters'
+  /// buffers in its analytic memory.
+  @Test func benchStepTimesAdapters() throws {
+    func report(_ extra: [String]) throws -> [String: Any] {
+      let arguments =
+        [
+          "bench", "step", "--steps", "2", "--warmup", "1", "--batch-size", "32", "--hidden",
+          "64,32", "--json",
+        ] + extra
+      let result = try mpirun(ranks: 2, arguments, timeout: 120)
+      try #require(result.status == 0, "\(result.standardError)")
+      let line = try #require(result.standardOutput.split(separator: "\n").last)
+      return try #require(
+        try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    }
+    let plain = try report([])
+    let adapted = try report(["--adapters", "parallel", "--adapter-rank", "8"])
+    #expect(plain["adapters"] as? String == "none")
+    #expect(adapted["adapters"] as? String == "parallel rank 8")
+    let plainMegabytes = try #require(plain["analytic_mb"] as? Double)
+    let adaptedMegabytes = try #require(adapted["analytic_mb"] as? Double)
+    #expect(adaptedMegabytes > plainMegabytes, "\(adaptedMegabytes) vs \(plainMegabytes)")
+  }
 }
