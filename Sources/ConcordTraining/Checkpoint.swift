@@ -109,14 +109,18 @@ enum Checkpoint {
     removeOld(in: directory, keep: trainer.configuration.keep, newest: trainer.step)
   }
 
-  /// Restores the state of `trainer` from the checkpoint `bytes` read from `path`.
+  /// Restores the state of `trainer` from the checkpoint `bytes` read from `path`, and
+  /// returns the configuration that the checkpoint stores.
   ///
   /// Every check runs before any state changes, so a rejected file leaves `trainer` as it was.
   ///
   /// - Throws: ``UsageError`` when the checkpoint belongs to another model, task list,
   ///   balancer, optimizer, batch size or seed; ``CheckpointError`` or `SafeTensorsError` when
   ///   it is damaged or incomplete.
-  static func restore(_ trainer: Trainer, from bytes: [UInt8], path: String) throws {
+  @discardableResult
+  static func restore(_ trainer: Trainer, from bytes: [UInt8], path: String) throws
+    -> TrainingConfiguration
+  {
     let file = try parse(bytes, path: path)
     try CheckpointContents.checkVersionAndChecksum(file, path: path)
     try checkLoadedFinite(file, path: path)
@@ -127,6 +131,8 @@ enum Checkpoint {
     let contents = try CheckpointContents(
       validating: file, model: trainer.model, balancer: kind, optimizer: optimizer.kind,
       path: path)
+
+    let stored = try CheckpointContents.storedConfiguration(file, path: path)
 
     // Everything is validated: from here on nothing can fail.
     let model = trainer.model
@@ -153,6 +159,7 @@ enum Checkpoint {
     trainer.step = contents.step
     optimizer.stepCount = contents.optimizerStep
     trainer.consecutiveSkips = contents.consecutiveSkips
+    return stored
   }
 
   /// Parses `bytes` as a safetensors file, naming `path` in the error.

@@ -49,6 +49,11 @@ public enum CheckpointEvaluation {
   public static func run(_ options: Options, communicator: Communicator) throws -> RunSummary {
     let start = Date()
     let path = options.checkpointPath
+    // Reject a bad --out before the evaluation's work, as concord train does.
+    try collectively(communicator) {
+      guard communicator.isRoot, let directory = options.outputDirectory else { return }
+      try Trainer.checkOutputDirectory(directory)
+    }
     let bytes = try collectively(communicator) {
       try Checkpoint.readOnRoot(path, communicator: communicator)
     }
@@ -87,9 +92,15 @@ public enum CheckpointEvaluation {
     let dataDirectory = options.dataDirectory ?? configuration.dataDirectory
     let testLimit = options.testLimit ?? configuration.testLimit
     let (trainSet, testSet) = try collectively(communicator) {
-      try loadData(
+      let sets = try loadData(
         directory: dataDirectory, trainLimit: configuration.trainLimit, testLimit: testLimit,
         model: model.configuration, path: path)
+      if let neighbours = options.neighbours, neighbours > sets.0.count {
+        throw UsageError(
+          "--knn \(neighbours) exceeds the \(sets.0.count) training images that the kNN "
+            + "evaluation searches: pass --knn \(sets.0.count) or less")
+      }
+      return sets
     }
     var settings = configuration
     settings.knnNeighbours = options.neighbours ?? configuration.knnNeighbours

@@ -50,6 +50,18 @@ extension Trainer {
   ///
   /// - Throws: ``UsageError`` naming the flag, the path and what to pass instead.
   static func checkOutputPaths(_ c: TrainingConfiguration, directory: String) throws {
+    try checkOutputDirectory(directory)
+    if let trace = c.tracePath, FileManager.default.fileExists(atPath: trace) {
+      throw UsageError(
+        "--trace \(trace) already exists: remove it or pass a new path; concord train never "
+          + "overwrites a file with its trace")
+    }
+  }
+
+  /// Rejects an `--out` folder that is a file, lies inside one, or cannot be written.
+  ///
+  /// - Throws: ``UsageError`` naming the path and what to pass instead.
+  static func checkOutputDirectory(_ directory: String) throws {
     var isDirectory: ObjCBool = false
     if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
       guard isDirectory.boolValue else {
@@ -75,11 +87,6 @@ extension Trainer {
           "--out \(directory): the folder \(parent) is not writable: pass a writable --out")
       }
     }
-    if let trace = c.tracePath, FileManager.default.fileExists(atPath: trace) {
-      throw UsageError(
-        "--trace \(trace) already exists: remove it or pass a new path; concord train never "
-          + "overwrites a file with its trace")
-    }
   }
 
   /// Rejects settings that the data or the rank count make impossible, before the run folder
@@ -99,8 +106,8 @@ extension Trainer {
       throw UsageError(
         "--batch-size \(c.batchSize) gives \(localBatch) image per rank on \(ranks) rank(s), "
           + "but simclr's NT-Xent with local negatives needs at least 2 images per rank to "
-          + "have a negative pair: pass --batch-size \(2 * ranks) or more, or "
-          + "--simclr-negatives global")
+          + "have a negative pair: pass --batch-size \(2 * ranks) or more"
+          + (c.batchSize >= 2 ? ", or --simclr-negatives global" : ""))
     }
     // The default shrinks to a smaller training set, so only another value is rejected.
     let isDefaultNeighbours = c.knnNeighbours == TrainingConfiguration.defaultKNNNeighbours

@@ -101,6 +101,13 @@ public enum Study {
     for (index, setting) in settings.enumerated() {
       let directory = plan.runDirectory(setting)
       let progress = try agreeOnProgress(of: directory, communicator: communicator)
+      let configuration = plan.configuration(for: setting, resume: progress == .interrupted)
+      if progress != .fresh {
+        try collectively(communicator) {
+          guard communicator.isRoot else { return }
+          try checkSameSettings(configuration, directory: directory, trainCount: trainSet.count)
+        }
+      }
       let heading =
         "concord: study setting \(index + 1) of \(settings.count): balancer "
         + "\(setting.balancer.rawValue), seed \(setting.seed), in \(directory)"
@@ -114,7 +121,6 @@ public enum Study {
       case .fresh:
         printOnRoot(heading, communicator)
       }
-      let configuration = plan.configuration(for: setting, resume: progress == .interrupted)
       let trainer = try collectively(communicator) {
         try Trainer(
           configuration: configuration, communicator: communicator, trainSet: trainSet,
@@ -145,6 +151,45 @@ public enum Study {
         return
       }
       path = deletingLastPathComponent(path)
+    }
+  }
+
+  /// The settings that may differ between a study and the runs already in its folder.
+  ///
+  /// They change where files go, how often they are written, or how the step runs. What is
+  /// trained stays the same up to the rounding of the allreduce. `epochs` is compared as the
+  /// resolved `steps`.
+  static let settingsFreeAcrossStarts: Set<String> = [
+    "outputDirectory", "resume", "tracePath", "logEvery", "checkpointEvery", "keep",
+    "verifyEvery", "blasThreads", "allreduceMode", "allreduceFusion", "dumpGradientsStep",
+    "epochs",
+  ]
+
+  /// Rejects a run folder whose newest checkpoint was trained with other settings than
+  /// `configuration`, so that a study started again with other flags does not report old
+  /// runs under the new settings.
+  ///
+  /// - Throws: ``UsageError`` naming the folder, the first setting that differs and both
+  ///   values; ``CheckpointError`` when the checkpoint cannot be read.
+  static func checkSameSettings(
+    _ configuration: TrainingConfiguration, directory: String, trainCount: Int
+  ) throws {
+    guard let path = Checkpoint.newest(in: directory + "/checkpoints") else { return }
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw CheckpointError("\(path): cannot read the checkpoint: check its permissions")
+    }
+    let file = try Checkpoint.parse(Array(data), path: path)
+    let stored = try CheckpointContents.storedConfiguration(file, path: path)
+    var expected = configuration
+    if expected.steps == 0 {
+      expected.steps = expected.epochs * (trainCount / expected.batchSize)
+    }
+    let differences = expected.differences(from: stored, ignoring: settingsFreeAcrossStarts)
+    if let difference = differences.first {
+      throw UsageError(
+        "\(directory) was trained with \(difference.key) \(difference.old), but this study "
+          + "has \(difference.key) \(difference.new): pass the settings the study was started "
+          + "with, or another --out for a new study")
     }
   }
 

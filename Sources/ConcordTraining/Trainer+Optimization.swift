@@ -43,6 +43,10 @@ extension Trainer {
           c.supervisedView.rawValue, "chooses the images of the supervised task"
         ),
         (
+          c.labelSmoothing != 0, .supervised, "--label-smoothing",
+          String(format: "%g", c.labelSmoothing), "sets the supervised task's targets"
+        ),
+        (
           c.targetDecaySchedule != .constant, .byol, "--target-decay-schedule",
           c.targetDecaySchedule.rawValue, "sets BYOL's target decay"
         ),

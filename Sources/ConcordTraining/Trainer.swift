@@ -328,7 +328,7 @@ public final class Trainer {
   /// Reads the checkpoint on rank 0, sends its bytes to every rank, and restores it everywhere.
   private func restore(from path: String) throws {
     let bytes = try Checkpoint.readOnRoot(path, communicator: communicator)
-    try Checkpoint.restore(self, from: bytes, path: path)
+    let stored = try Checkpoint.restore(self, from: bytes, path: path)
     guard step <= totalSteps else {
       throw UsageError(
         "--steps \(totalSteps) is below step \(step) of \(path): pass --steps above \(step) "
@@ -336,6 +336,14 @@ public final class Trainer {
     }
     try log.truncate(afterStep: step)
     log.print("concord: resumed from \(path) at step \(step)")
+    // Settings left out on the command line take their defaults, not the checkpoint's values.
+    let changed = configuration.differences(
+      from: stored, ignoring: ["outputDirectory", "resume", "steps", "epochs", "tracePath"])
+    if !changed.isEmpty {
+      log.print(
+        "concord: settings that differ from the checkpoint's: "
+          + changed.map { "\($0.key) \($0.old) -> \($0.new)" }.joined(separator: ", "))
+    }
   }
 
   /// Rejects encoder widths whose training state alone would not fit in this host's memory:

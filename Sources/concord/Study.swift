@@ -78,7 +78,8 @@ private struct StudySettings {
 func parseStudyArguments(_ arguments: [String]) throws -> StudyPlan {
   var settings = StudySettings()
   let commandKeys = studyFlags.map { String($0.dropFirst(2)) }
-  if let path = try configurationFilePath(in: arguments) {
+  let settingsFile = try configurationFilePath(in: arguments)
+  if let path = settingsFile {
     for (key, value) in try readConfigurationFile(path, commandKeys: commandKeys)
     where commandKeys.contains(key) {
       do {
@@ -142,35 +143,43 @@ func parseStudyArguments(_ arguments: [String]) throws -> StudyPlan {
   guard seedBase <= UInt64.max - UInt64(seedCount - 1) else {
     throw UsageError(
       "--seed-base \(seedBase) with --seeds \(seedCount) passes the largest seed "
-        + "\(UInt64.max): pass a smaller --seed-base")
+        + "\(UInt64.max): pass a smaller --seed-base"
+        + (settingsFile.map { " (some settings came from \(ConfigurationFile.flag) \($0))" } ?? ""))
   }
 
   let training = try parseTrainArguments(trainArguments, commandKeys: commandKeys)
-  try checkConfigurationFileLeavesRunsToStudy(training)
+  if let settingsFile {
+    try checkConfigurationFileLeavesRunsToStudy(training, path: settingsFile)
+  }
   return StudyPlan(
     balancers: settings.balancers, seedCount: seedCount, seedBase: seedBase,
     directory: directory, training: training)
 }
 
-/// Rejects a `--config` file that sets what the study decides per run, which the command
-/// line check cannot see.
-private func checkConfigurationFileLeavesRunsToStudy(_ training: TrainingConfiguration) throws {
+/// Rejects a `--config` file at `path` that sets what the study decides per run, which the
+/// command line check cannot see.
+private func checkConfigurationFileLeavesRunsToStudy(
+  _ training: TrainingConfiguration, path: String
+) throws {
   let defaults = TrainingConfiguration()
-  let keys = [
-    ("balancer", training.balancer != defaults.balancer),
-    ("seed", training.seed != defaults.seed),
-    ("resume", training.resume != defaults.resume),
-    ("trace", training.tracePath != defaults.tracePath),
-  ]
-  if let key = keys.first(where: \.1)?.0 {
-    if key == "trace" {
-      throw UsageError(
-        "--config sets \"trace\", but one trace file cannot hold the runs of a study: remove "
-          + "the key, and trace a single run with concord train --trace FILE")
-    }
+  let flag = ConfigurationFile.flag
+  if training.tracePath != defaults.tracePath {
     throw UsageError(
-      "--config sets \"\(key)\", which concord study sets for each run itself: remove the key "
-        + "from the file and set \"balancers\", \"seeds\" or \"seed-base\" instead")
+      "\(flag) \(path) sets \"trace\", but one trace file cannot hold the runs of a study: "
+        + "remove the key, and trace a single run with concord train --trace FILE")
+  }
+  let keys = [
+    ("balancer", training.balancer != defaults.balancer, "and set \"balancers\" instead"),
+    ("seed", training.seed != defaults.seed, "and set \"seeds\" or \"seed-base\" instead"),
+    (
+      "resume", training.resume != defaults.resume,
+      "because the study resumes its interrupted runs itself"
+    ),
+  ]
+  if let (key, _, advice) = keys.first(where: \.1) {
+    throw UsageError(
+      "\(flag) \(path) sets \"\(key)\", which concord study sets for each run itself: remove "
+        + "the key from the file \(advice)")
   }
 }
 

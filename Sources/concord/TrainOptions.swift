@@ -142,7 +142,8 @@ let trainOptions: [TrainOption] = [
   },
   TrainOption(
     name: "--adapters", value: "none|parallel",
-    help: "residual adapters per task group (invariant: simclr, byol; sensitive: augpred) "
+    help:
+      "residual adapters per task group (invariant: simclr, byol, invariance; sensitive: augpred) "
       + "beside every MLP encoder layer (default none)"
   ) { $0.adapters = try namedCase($1, "--adapters") },
   TrainOption(
@@ -423,8 +424,8 @@ private func nonEmpty(_ value: String, _ flag: String) throws -> String {
 
 private func taskList(_ value: String) throws -> [TaskKind] {
   guard !value.isEmpty else {
-    let valid = TaskKind.allCases.map(\.rawValue).joined(separator: ",")
-    throw UsageError("--tasks is empty: pass at least one task, such as --tasks \(valid)")
+    let defaults = TaskKind.defaultTasks.map(\.rawValue).joined(separator: ",")
+    throw UsageError("--tasks is empty: pass at least one task, such as --tasks \(defaults)")
   }
   let names = value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
   var tasks: [TaskKind] = []

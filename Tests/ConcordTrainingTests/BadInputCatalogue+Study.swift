@@ -46,7 +46,7 @@ let studyBadInputs: [BadInput] = [
     }),
   BadInput(
     "study config with a seed per run", .twoRanks, study("--config", "ROOT/study.json"),
-    exit: 2, ["--config sets \"seed\"", "\"seed-base\""],
+    exit: 2, ["--config ROOT/study.json sets \"seed\"", "\"seed-base\""],
     prepare: { root in
       try "{\"seed\": 3}".write(toFile: root + "/study.json", atomically: true, encoding: .utf8)
     }),

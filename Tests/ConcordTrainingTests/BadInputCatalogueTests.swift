@@ -155,6 +155,10 @@ private let catalogue: [BadInput] = [
     train("--warmup-epochs", "0.5", "--warmup-steps", "1"), exit: 2,
     ["--warmup-epochs 0.5", "--warmup-steps 1", "only one"]),
   BadInput(
+    "label smoothing without supervised", .twoRanks,
+    train("--tasks", "simclr,byol", "--label-smoothing", "0.1"), exit: 2,
+    ["--label-smoothing 0.1", "leaves out supervised"]),
+  BadInput(
     "label smoothing of 1", .twoRanks, train("--label-smoothing", "1"), exit: 2,
     ["--label-smoothing 1", "[0, 1)"]),
   BadInput(

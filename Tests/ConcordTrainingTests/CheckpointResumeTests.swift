@@ -137,6 +137,48 @@ struct CheckpointResumeTests {
     }
   }
 
+  /// A resumed run names the settings that differ from the checkpoint's, a setting left out
+  /// on the command line included, and names none when every setting is the same.
+  @Test func resumeNamesChangedSettings() throws {
+    let out = try makeTemporaryDirectory()
+    let flags = ["--checkpoint-every", "2", "--label-smoothing", "0.1"]
+    #expect(try mpirun(ranks: 2, quickRun(out: out, steps: 2, extra: flags)).status == 0)
+
+    let same = try mpirun(
+      ranks: 2, quickRun(out: out, steps: 4, extra: flags + ["--resume", "latest"]))
+    #expect(same.status == 0, "\(same.standardError)")
+    #expect(!same.standardOutput.contains("differ from the checkpoint"), "\(same.standardOutput)")
+
+    let changed = try mpirun(
+      ranks: 2,
+      quickRun(out: out, steps: 6, extra: ["--checkpoint-every", "2", "--resume", "latest"]))
+    #expect(changed.status == 0, "\(changed.standardError)")
+    #expect(
+      changed.standardOutput.contains(
+        "settings that differ from the checkpoint's: labelSmoothing 0.1 -> 0"),
+      "\(changed.standardOutput)")
+  }
+
+  /// `concord eval` rejects an `--out` that is a file and a `--knn` above the training images
+  /// before it evaluates, with exit 2.
+  @Test func evalRejectsBadOutAndNeighbours() throws {
+    let out = try makeTemporaryDirectory()
+    #expect(try mpirun(ranks: 2, quickRun(out: out, steps: 2)).status == 0)
+    let path = checkpointPath(out, step: 2)
+    try "a file".write(toFile: out + "/file", atomically: true, encoding: .utf8)
+
+    let file = try mpirun(ranks: 2, ["eval", "--checkpoint", path, "--out", out + "/file"])
+    #expect(file.status == 2, "\(file.standardError)")
+    #expect(!file.standardOutput.contains("test accuracy"), "evaluated before the check")
+    #expect(concordLines(file.standardError).first?.contains("--out \(out)/file") == true)
+
+    let knn = try mpirun(
+      ranks: 2, ["eval", "--checkpoint", path, "--out", out + "/eval", "--knn", "100000"])
+    #expect(knn.status == 2, "\(knn.standardError)")
+    #expect(concordLines(knn.standardError).first?.contains("--knn 100000") == true)
+    #expect(!FileManager.default.fileExists(atPath: out + "/eval/eval.json"))
+  }
+
   @Test func evalRejectsMissingCheckpoint() throws {
     let out = try makeTemporaryDirectory()
     let result = try mpirun(ranks: 2, ["eval", "--checkpoint", out + "/none.safetensors"])

@@ -153,6 +153,34 @@ struct StudyTests {
         == ["pcgrad-seed5", "equal-seed5", "study.md", "study.json", "study.svg"])
   }
 
+  /// A study started again with other settings rejects its finished runs instead of
+  /// reporting them under the new settings, but accepts a new logging interval.
+  @Test func restartWithOtherSettingsIsRejected() throws {
+    let out = try makeTemporaryDirectory() + "/study"
+    func study(steps: Int) -> [String] {
+      [
+        "study", "--balancers", "equal", "--seeds", "1", "--out", out, "--steps", String(steps),
+        "--train-limit", "256", "--test-limit", "64", "--hidden", "16", "--batch-size", "32",
+      ]
+    }
+    let arguments = study(steps: 2)
+    let first = try mpirun(ranks: 2, arguments)
+    try #require(first.status == 0, "\(first.standardError)")
+
+    let smoothed = try mpirun(ranks: 2, arguments + ["--label-smoothing", "0.3"])
+    #expect(smoothed.status == 2, "\(smoothed.standardError)")
+    let line = concordLines(smoothed.standardError).first ?? ""
+    #expect(line.contains("equal-seed0 was trained with labelSmoothing 0"), "\(line)")
+    #expect(line.contains("another --out"), "\(line)")
+
+    let longer = try mpirun(ranks: 2, study(steps: 3))
+    #expect(longer.status == 2, "\(longer.standardError)")
+
+    let logged = try mpirun(ranks: 2, arguments + ["--log-every", "1"])
+    #expect(logged.status == 0, "\(logged.standardError)")
+    #expect(logged.standardOutput.contains("skipped"), "\(logged.standardOutput)")
+  }
+
   /// A study stopped after a run's checkpoint and before its eval.json resumes that run from
   /// the checkpoint.
   @Test func interruptedRunResumes() throws {
