@@ -28,11 +28,7 @@ final class RunDirectoryLock {
     guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
       let code = errno
       close(descriptor)
-      if code == EWOULDBLOCK {
-        throw UsageError(
-          "--out \(directory) is in use by another concord train, which holds the lock on "
-            + "\(path): wait for that run to end or pass another --out")
-      }
+      if code == EWOULDBLOCK { throw Self.inUse(directory: directory, path: path) }
       throw TrainingError(
         "cannot lock \(path): \(String(cString: strerror(code))); pass an --out on a file "
           + "system that supports flock")
@@ -41,6 +37,27 @@ final class RunDirectoryLock {
 
   deinit {
     close(descriptor)
+  }
+
+  /// Rejects `directory` when another process holds its lock, before any check of the
+  /// folder's contents can mistake a live run for an ended one. Creates no file.
+  ///
+  /// - Throws: ``UsageError`` naming the folder and the lock file.
+  static func checkNotHeld(directory: String) throws {
+    let path = directory + "/concord.lock"
+    let probe = open(path, O_RDONLY | O_CLOEXEC)
+    guard probe >= 0 else { return }
+    defer { close(probe) }
+    if flock(probe, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK {
+      throw inUse(directory: directory, path: path)
+    }
+    flock(probe, LOCK_UN)
+  }
+
+  private static func inUse(directory: String, path: String) -> UsageError {
+    UsageError(
+      "--out \(directory) is in use by another concord train, which holds the lock on "
+        + "\(path): wait for that run to end or pass another --out")
   }
 }
 

@@ -275,6 +275,7 @@ public final class Trainer {
         formatter.dateFormat = "yyyyMMdd-HHmmss"
         directory = "runs/" + formatter.string(from: Date())
       }
+      try RunDirectoryLock.checkNotHeld(directory: directory)
       // A new run must not mix its checkpoints and metrics with those of an earlier one, and
       // --keep would delete the earlier checkpoints.
       if Checkpoint.newest(in: directory + "/checkpoints") != nil {
@@ -310,6 +311,7 @@ public final class Trainer {
         }
         directory = "runs/" + newest
       }
+      try RunDirectoryLock.checkNotHeld(directory: directory)
       guard let path = Checkpoint.newest(in: directory + "/checkpoints") else {
         throw TrainingError(
           "--resume latest found no checkpoint in \(directory)/checkpoints: start without --resume")

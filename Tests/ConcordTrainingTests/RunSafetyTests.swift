@@ -37,25 +37,7 @@ struct RunSafetyTests {
 
     // The first run resumes with more steps than it can finish, holding the lock until the
     // test stops it.
-    let first = Process()
-    first.executableURL = URL(fileURLWithPath: concordBinary())
-    first.arguments = tinyRun(
-      data: data, out: out,
-      [
-        "--steps", "1000000", "--resume", "latest", "--log-every", "1000000",
-        "--checkpoint-every", "1000000",
-      ])
-    let outputPath = try makeTemporaryDirectory() + "/stdout"
-    _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-    first.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-    first.standardError = FileHandle.nullDevice
-    try first.run()
-    let deadline = Date().addingTimeInterval(60)
-    while Date() < deadline,
-      !((try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "").contains("writing to")
-    {
-      usleep(50_000)
-    }
+    let first = try startLongRun(tinyRun(data: data, out: out, ["--resume", "latest"]))
 
     let second = try mpirun(
       ranks: 2, tinyRun(data: data, out: out, ["--steps", "2000", "--resume", "latest"]),
@@ -70,6 +52,29 @@ struct RunSafetyTests {
     #expect(lines.count == 1, "\(second.standardError)")
     #expect(lines.first?.contains("--out \(out) is in use") == true, "\(second.standardError)")
     #expect(checkpointSteps(out) == [2], "the second run wrote a checkpoint")
+  }
+
+  /// Before the first run wrote its first checkpoint, a second run into its folder is told
+  /// that the folder is in use, not that it holds an ended run to remove.
+  @Test func secondRunBeforeFirstCheckpointExits() throws {
+    let data = try makeDataset(testSide: 28)
+    let out = try makeTemporaryDirectory() + "/run"
+    let first = try startLongRun(tinyRun(data: data, out: out, []))
+    let fresh = try mpirun(ranks: 2, tinyRun(data: data, out: out, ["--steps", "2"]), timeout: 60)
+    let resumed = try mpirun(
+      ranks: 2, tinyRun(data: data, out: out, ["--steps", "2", "--resume", "latest"]),
+      timeout: 60)
+    let firstWasRunning = first.isRunning
+    kill(first.processIdentifier, SIGKILL)
+    first.waitUntilExit()
+    #expect(firstWasRunning, "the first run ended before the others started")
+    for second in [fresh, resumed] {
+      #expect(second.status == 2, "\(second.standardError)")
+      let lines = concordLines(second.standardError)
+      #expect(lines.count == 1, "\(second.standardError)")
+      #expect(lines.first?.contains("--out \(out) is in use") == true, "\(second.standardError)")
+    }
+    #expect(checkpointSteps(out).isEmpty, "a run wrote a checkpoint")
   }
 
   /// One flipped bit on rank 1 after step 3 is found at the next comparison, named by tensor,
@@ -185,4 +190,27 @@ struct RunSafetyTests {
     }
     #expect(checkpointSteps(out) == [0])
   }
+}
+
+/// Starts `concord train` alone with `arguments` and more steps than it can finish, so that it
+/// holds its run folder's lock until the caller kills it, and returns once it has started.
+private func startLongRun(_ arguments: [String]) throws -> Process {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: concordBinary())
+  process.arguments =
+    arguments + [
+      "--steps", "1000000", "--log-every", "1000000", "--checkpoint-every", "1000000",
+    ]
+  let outputPath = try makeTemporaryDirectory() + "/stdout"
+  _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+  process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+  process.standardError = FileHandle.nullDevice
+  try process.run()
+  let deadline = Date().addingTimeInterval(60)
+  while Date() < deadline,
+    !((try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "").contains("writing to")
+  {
+    usleep(50_000)
+  }
+  return process
 }
