@@ -39,8 +39,10 @@ final class RunDirectoryLock {
     close(descriptor)
   }
 
-  /// Rejects `directory` when another process holds its lock, before any check of the
-  /// folder's contents can mistake a live run for an ended one. Creates no file.
+  /// Rejects `directory` when another process holds its lock.
+  ///
+  /// Call it before any check of the folder's contents, which could mistake a live run for
+  /// an ended one. It creates no file.
   ///
   /// - Throws: ``UsageError`` naming the folder and the lock file.
   static func checkNotHeld(directory: String) throws {

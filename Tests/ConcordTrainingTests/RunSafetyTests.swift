@@ -54,8 +54,8 @@ struct RunSafetyTests {
     #expect(checkpointSteps(out) == [2], "the second run wrote a checkpoint")
   }
 
-  /// Before the first run wrote its first checkpoint, a second run into its folder is told
-  /// that the folder is in use, not that it holds an ended run to remove.
+  /// Before the first run writes its first checkpoint, the error for a second run into its
+  /// folder says that the folder is in use, not that it contains an ended run to remove.
   @Test func secondRunBeforeFirstCheckpointExits() throws {
     let data = try makeDataset(testSide: 28)
     let out = try makeTemporaryDirectory() + "/run"
