@@ -5,6 +5,8 @@
 public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
   /// The dataset directory does not exist or is not a directory.
   case directoryNotFound(path: String)
+  /// The dataset path names a file, not a directory.
+  case notADirectory(path: String)
   /// None of the candidate file names exists in the dataset directory.
   case fileNotFound(directory: String, candidates: [String])
   /// The file could not be opened or read; `reason` is the system's error message.
@@ -37,6 +39,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     switch self {
     case .directoryNotFound(let path):
       return "\(path): dataset directory not found; \(Self.datasetRemedy)"
+    case .notADirectory(let path):
+      return "\(path) is a file, not a dataset directory; pass --data DIR, the folder of the "
+        + "MNIST-format IDX files"
     case .fileNotFound(let directory, let candidates):
       let names = candidates.joined(separator: " or ")
       return "\(directory): dataset file not found (looked for \(names)); \(Self.datasetRemedy)"

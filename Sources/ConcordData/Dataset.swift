@@ -92,11 +92,10 @@ public struct Dataset: Sendable {
     precondition(limit.map { $0 >= 1 } ?? true, "limit must be at least 1, got \(limit ?? 0)")
     precondition(classCount > 0, "class count must be positive, got \(classCount)")
     var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory),
-      isDirectory.boolValue
-    else {
+    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
       throw DataError.directoryNotFound(path: directory)
     }
+    guard isDirectory.boolValue else { throw DataError.notADirectory(path: directory) }
 
     let imagesPath = try locate(stem: split.imagesStem, in: directory)
     let labelsPath = try locate(stem: split.labelsStem, in: directory)

@@ -256,6 +256,9 @@ private let catalogue: [BadInput] = [
   BadInput(
     "dataset folder missing", .twoRanks, train("--data", "ROOT/none"), exit: 1,
     ["ROOT/none", "not found"]),
+  BadInput(
+    "dataset folder that is a file", .twoRanks, train("--data", "ROOT/file"), exit: 1,
+    ["ROOT/file is a file", "--data DIR"], prepare: write("a file", "file")),
 
   // Checkpoints and other safetensors files.
   BadInput(
