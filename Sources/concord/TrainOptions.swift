@@ -342,6 +342,10 @@ func trainUsage() -> String {
 }
 
 private func unknownFlagMessage(_ flag: String) -> String {
+  guard flag.hasPrefix("-") else {
+    return "unexpected argument \(flag): concord train takes flags, each with its value, such "
+      + "as --steps 100, and a switch such as --linear-probe takes no value"
+  }
   let names = trainOptions.map(\.name) + ["--help"]
   let nearest = names.min { editDistance($0, flag) < editDistance($1, flag) }!
   if editDistance(nearest, flag) <= max(2, flag.count / 3) {

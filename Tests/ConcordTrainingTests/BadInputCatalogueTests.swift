@@ -82,6 +82,9 @@ private let catalogue: [BadInput] = [
   // Flags of concord train.
   BadInput("unknown flag", .twoRanks, train("--bogus", "1"), exit: 2, ["--bogus"]),
   BadInput(
+    "value after a switch", .twoRanks, train("--linear-probe", "yes"), exit: 2,
+    ["unexpected argument yes", "--linear-probe takes no value"]),
+  BadInput(
     "misspelled flag", .twoRanks, train("--batchsize", "16"), exit: 2,
     ["did you mean --batch-size"]),
   BadInput("zero steps", .twoRanks, train("--steps", "0"), exit: 2, ["--steps 0"]),
