@@ -3,7 +3,7 @@
 /// Each description names the file or value, states what is wrong (found against
 /// expected) and what to do about it.
 public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
-  /// The dataset directory does not exist or is not a directory.
+  /// The dataset directory does not exist.
   case directoryNotFound(path: String)
   /// The dataset path names a file, not a directory.
   case notADirectory(path: String)

@@ -113,8 +113,8 @@ extension Trainer {
   ///
   /// - Throws: ``UsageError`` naming the flag, the value and what to pass instead.
   static func checkSettings(_ c: TrainingConfiguration, trainCount: Int, ranks: Int) throws {
-    // NT-Xent needs a second image to contrast with: in the global batch with global
-    // negatives, and on every rank with local ones.
+    // NT-Xent needs a second image to contrast with. With global negatives it may be on any
+    // rank, but with local ones every rank needs its own.
     let localBatch = c.batchSize / ranks
     if c.tasks.contains(.simclr) && c.simclrNegatives == .global && c.batchSize < 2 {
       throw UsageError(

@@ -50,7 +50,7 @@ func runOnEveryRank<Settings>(
     let code = failure.isUsageError ? usageExitCode : failureExitCode
     var message = "\(failure)"
     if failure.isUsageError, let settingsFile, !message.contains(settingsFile) {
-      message += " (some settings came from \(ConfigurationFile.flag) \(settingsFile))"
+      message += settingsFileClause(settingsFile)
     }
     return endTogether(message, shouldPrint: failure.shouldPrint, code: code)
   } catch let error as TrainingError where error.isCollective {

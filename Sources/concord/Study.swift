@@ -37,7 +37,8 @@ private let maximumSeedCount = 10_000
 /// without the dashes.
 private let studyFlags = ["--out", "--balancers", "--seeds", "--seed-base"]
 
-/// The settings of `concord study`'s own flags, before the folder is known to be given.
+/// The values of `concord study`'s own flags, from the settings file and then the command
+/// line.
 private struct StudySettings {
   var balancers = BalancerKind.allCases
   var seedCount = 3
@@ -144,7 +145,7 @@ func parseStudyArguments(_ arguments: [String]) throws -> StudyPlan {
     throw UsageError(
       "--seed-base \(seedBase) with --seeds \(seedCount) passes the largest seed "
         + "\(UInt64.max): pass a smaller --seed-base"
-        + (settingsFile.map { " (some settings came from \(ConfigurationFile.flag) \($0))" } ?? ""))
+        + (settingsFile.map(settingsFileClause) ?? ""))
   }
 
   let training = try parseTrainArguments(trainArguments, commandKeys: commandKeys)

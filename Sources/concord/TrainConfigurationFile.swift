@@ -36,6 +36,12 @@ func readConfigurationFile(_ path: String, commandKeys: [String] = []) throws
   return try ConfigurationFile.read(path: path, keys: keys + commandKeys, switches: switches)
 }
 
+/// Returns the clause that ends an error from a check across several settings when the
+/// settings file at `path` may have set any of them.
+func settingsFileClause(_ path: String) -> String {
+  " (some settings came from \(ConfigurationFile.flag) \(path))"
+}
+
 /// Returns the value of `--config` in `arguments`, or nil when it is absent.
 ///
 /// The arguments are flag and value pairs, single `--flag=value` words, and switches such

@@ -42,11 +42,7 @@ struct RunSafetyTests {
     let second = try mpirun(
       ranks: 2, tinyRun(data: data, out: out, ["--steps", "2000", "--resume", "latest"]),
       timeout: 60)
-    let firstWasRunning = first.isRunning
-    // SIGKILL, because a singleton Open MPI process does not end on SIGTERM.
-    kill(first.processIdentifier, SIGKILL)
-    first.waitUntilExit()
-    #expect(firstWasRunning, "the first run ended before the second started")
+    #expect(stopLongRun(first), "the first run ended before the second started")
     #expect(second.status == 2, "\(second.standardError)")
     let lines = concordLines(second.standardError)
     #expect(lines.count == 1, "\(second.standardError)")
@@ -55,7 +51,7 @@ struct RunSafetyTests {
   }
 
   /// Before the first run writes its first checkpoint, the error for a second run into its
-  /// folder says that the folder is in use, not that it contains an ended run to remove.
+  /// folder reports that the folder is in use, not that it contains an ended run to remove.
   @Test func secondRunBeforeFirstCheckpointExits() throws {
     let data = try makeDataset(testSide: 28)
     let out = try makeTemporaryDirectory() + "/run"
@@ -64,10 +60,7 @@ struct RunSafetyTests {
     let resumed = try mpirun(
       ranks: 2, tinyRun(data: data, out: out, ["--steps", "2", "--resume", "latest"]),
       timeout: 60)
-    let firstWasRunning = first.isRunning
-    kill(first.processIdentifier, SIGKILL)
-    first.waitUntilExit()
-    #expect(firstWasRunning, "the first run ended before the others started")
+    #expect(stopLongRun(first), "the first run ended before the others started")
     for second in [fresh, resumed] {
       #expect(second.status == 2, "\(second.standardError)")
       let lines = concordLines(second.standardError)
@@ -213,4 +206,14 @@ private func startLongRun(_ arguments: [String]) throws -> Process {
     usleep(50_000)
   }
   return process
+}
+
+/// Kills a run started by ``startLongRun(_:)``, waits for it, and returns whether it was
+/// still running.
+private func stopLongRun(_ process: Process) -> Bool {
+  let wasRunning = process.isRunning
+  // SIGKILL, because a singleton Open MPI process does not end on SIGTERM.
+  kill(process.processIdentifier, SIGKILL)
+  process.waitUntilExit()
+  return wasRunning
 }
